@@ -1,0 +1,364 @@
+//! One client's WebRTC session: a str0m [`Rtc`] configured for an SFU, and nothing else.
+//!
+//! The configuration is the same for every client of an edge (see [`SessionConfig`]):
+//! RTP mode (the router forwards packets, never frames), ICE-lite (the edge has public
+//! addresses; the client does full ICE), one DTLS certificate shared by every session (so a
+//! join costs no key generation), TWCC bandwidth estimation toward the client (the router's
+//! layer choice needs a downlink estimate), and the codecs browsers publish: Opus, VP8,
+//! H.264 and VP9.
+//!
+//! str0m is fail-fast: it panics on broken internal invariants, never on input. So every
+//! call into the `Rtc` goes through [`guard`]: a panic marks this session dead and the worker
+//! removes it — one participant pays for a bug, not the meeting.
+
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::Bitrate;
+use str0m::change::SdpOffer;
+use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Mid, Pt, Rid};
+use str0m::net::TcpType;
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, IceCreds, Input, Output, Rtc, RtcError};
+
+/// Most SSRCs a session maps to (mid, rid): 3 simulcast layers per published m-line for a
+/// handful of m-lines, plus repair streams.
+pub const MAX_RX_STREAMS: usize = 64;
+/// Largest SDP accepted, in bytes.
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+/// Most m-lines a session's SDP may have (publications + receive slots).
+pub const MAX_MLINES: usize = 160;
+
+/// What every session of a worker shares.
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub crypto: Arc<CryptoProvider>,
+    pub cert: DtlsCert,
+    /// Host candidates clients can reach: the worker's UDP address and, when enabled, its
+    /// passive ICE-TCP address.
+    pub udp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+    /// Starting point of the downlink estimate.
+    pub initial_bwe: Bitrate,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionConfig {
+    /// Generates the shared DTLS certificate. Call once per process.
+    pub fn new(udp: SocketAddr, tcp: Option<SocketAddr>) -> Result<Self, SessionError> {
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        let cert = crypto
+            .dtls_provider
+            .generate_certificate()
+            .ok_or(SessionError::NoCertificate)?;
+        Ok(SessionConfig {
+            crypto,
+            cert,
+            udp,
+            tcp,
+            initial_bwe: Bitrate::kbps(1_000),
+        })
+    }
+}
+
+/// Why a session could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the crypto provider cannot generate a DTLS certificate")]
+    NoCertificate,
+    #[error("SDP is larger than {MAX_SDP_BYTES} bytes")]
+    SdpTooLarge,
+    #[error("SDP has more than {MAX_MLINES} m-lines")]
+    TooManyMlines,
+    #[error("SDP could not be parsed: {0}")]
+    SdpParse(String),
+    #[error("offer rejected: {0}")]
+    SdpRejected(String),
+    #[error("session failed: {0}")]
+    Rtc(#[from] RtcError),
+    #[error("session crashed and was closed")]
+    Crashed,
+}
+
+/// What one drain step produced.
+#[derive(Debug)]
+pub enum Step {
+    Transmit(str0m::net::Transmit),
+    Event(str0m::Event),
+    /// Drained: the session wants [`Session::handle_timeout`] at this time.
+    Timeout(Instant),
+}
+
+/// A client's `Rtc` plus the lookups the router needs on every packet.
+pub struct Session {
+    rtc: Rtc,
+    ufrag: String,
+    /// SSRC → (mid, rid), learned on the first packet of each stream.
+    rx_streams: Vec<(Ssrc, Mid, Option<Rid>)>,
+    /// The m-lines of the last accepted offer, in SDP order.
+    mids: Vec<Mid>,
+    dead: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("ufrag", &self.ufrag)
+            .field("dead", &self.dead)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `f` on the session's `Rtc`, turning a panic into a dead session.
+fn guard<T>(s: &mut Session, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, SessionError> {
+    if s.dead {
+        return Err(SessionError::Crashed);
+    }
+    match catch_unwind(AssertUnwindSafe(|| f(&mut s.rtc))) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            s.dead = true;
+            Err(SessionError::Crashed)
+        }
+    }
+}
+
+impl Session {
+    /// A new session with its own ICE credentials (`ufrag` must be unique in the worker: the
+    /// demux table finds sessions by it).
+    pub fn new(now: Instant, cfg: &SessionConfig, creds: IceCreds) -> Self {
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(cfg.crypto.clone())
+            .set_dtls_cert(cfg.cert.clone())
+            .set_local_ice_credentials(creds)
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .enable_bwe(Some(cfg.initial_bwe))
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .enable_vp9(true)
+            .set_stats_interval(Some(Duration::from_secs(2)))
+            .build(now);
+        if let Ok(c) = Candidate::host(cfg.udp, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        if let Some(tcp) = cfg.tcp {
+            let c = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build();
+            if let Ok(c) = c {
+                rtc.add_local_candidate(c);
+            }
+        }
+        Session {
+            rtc,
+            ufrag,
+            rx_streams: Vec::new(),
+            mids: Vec::new(),
+            dead: false,
+        }
+    }
+
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Whether the `Rtc` is still alive (not closed, not crashed, ICE not timed out).
+    pub fn is_alive(&self) -> bool {
+        !self.dead && self.rtc.is_alive()
+    }
+
+    /// Accepts a client offer and returns the answer SDP. Bounded before parsing.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, SessionError> {
+        if sdp.len() > MAX_SDP_BYTES {
+            return Err(SessionError::SdpTooLarge);
+        }
+        if sdp.matches("\nm=").count() > MAX_MLINES {
+            return Err(SessionError::TooManyMlines);
+        }
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| SessionError::SdpParse(e.to_string()))?;
+        let answer = guard(self, |rtc| rtc.sdp_api().accept_offer(offer))?
+            .map_err(|e| SessionError::SdpRejected(e.to_string()))?;
+        self.mids = sdp
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+            .map(Mid::from)
+            .collect();
+        Ok(answer.to_sdp_string())
+    }
+
+    /// The m-lines of the session, in SDP order.
+    pub fn mids(&self) -> Vec<Mid> {
+        self.mids.clone()
+    }
+
+    /// Adds a trickled remote candidate (`a=candidate:` line or bare `candidate:` value).
+    /// Candidates we cannot use are ignored, as WHIP asks.
+    pub fn add_remote_candidate(&mut self, line: &str) -> Result<(), SessionError> {
+        let line = line.trim().trim_start_matches("a=");
+        if let Ok(c) = Candidate::from_sdp_string(line) {
+            guard(self, |rtc| rtc.add_remote_candidate(c))?;
+        }
+        Ok(())
+    }
+
+    /// Whether this datagram may be fed to the session: str0m's own check that the source is
+    /// an ICE-validated address (or a STUN message for our ufrag). Never skip it: it is what
+    /// keeps forged DTLS from an unchecked address away from the session.
+    pub fn accepts(&self, input: &Input<'_>) -> bool {
+        !self.dead && self.rtc.accepts(input)
+    }
+
+    /// Feeds a datagram that [`Session::accepts`] approved.
+    pub fn handle_input(&mut self, input: Input<'_>) -> Result<(), SessionError> {
+        guard(self, |rtc| rtc.handle_input(input))??;
+        Ok(())
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        guard(self, |rtc| rtc.handle_input(Input::Timeout(now)))??;
+        Ok(())
+    }
+
+    /// One step of the drain loop. Call until it returns [`Step::Timeout`] after every
+    /// mutation (str0m's single-mutation rule).
+    pub fn poll(&mut self) -> Result<Step, SessionError> {
+        let out = guard(self, |rtc| rtc.poll_output())??;
+        Ok(match out {
+            Output::Transmit(t) => Step::Transmit(t),
+            Output::Event(e) => Step::Event(e),
+            Output::Timeout(t) => Step::Timeout(t),
+        })
+    }
+
+    /// The (mid, rid) an incoming SSRC belongs to.
+    pub fn rx_stream(&mut self, ssrc: Ssrc) -> Option<(Mid, Option<Rid>)> {
+        if let Some((_, mid, rid)) = self.rx_streams.iter().find(|(s, _, _)| *s == ssrc) {
+            return Some((*mid, *rid));
+        }
+        let found = guard(self, |rtc| {
+            rtc.direct_api()
+                .stream_rx(&ssrc)
+                .map(|s| (s.mid(), s.rid()))
+        })
+        .ok()
+        .flatten()?;
+        if self.rx_streams.len() >= MAX_RX_STREAMS {
+            self.rx_streams.remove(0);
+        }
+        self.rx_streams.push((ssrc, found.0, found.1));
+        Some(found)
+    }
+
+    /// The codec an incoming payload type stands for.
+    pub fn codec_of(&self, pt: Pt) -> Option<PayloadParams> {
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.pt() == pt)
+            .cloned()
+    }
+
+    /// Our payload type for `codec` on m-line `mid`, among those negotiated there. H.264 also
+    /// matches packetization mode and profile, since a decoder cannot switch those.
+    pub fn send_pt(&self, mid: Mid, codec: &PayloadParams) -> Option<Pt> {
+        let media = self.rtc.media(mid)?;
+        let want = codec.spec();
+        let candidates = || {
+            self.rtc
+                .codec_config()
+                .params()
+                .iter()
+                .filter(|p| media.remote_pts().contains(&p.pt()))
+                .filter(move |p| p.spec().codec == want.codec)
+        };
+        if want.codec != Codec::H264 {
+            return candidates().map(|p| p.pt()).next();
+        }
+        let same = |p: &&PayloadParams| {
+            p.spec().format.packetization_mode == want.format.packetization_mode
+        };
+        let profile = |p: &&PayloadParams| {
+            p.spec().format.profile_level_id.map(|v| v >> 8)
+                == want.format.profile_level_id.map(|v| v >> 8)
+        };
+        candidates()
+            .filter(same)
+            .find(profile)
+            .or_else(|| candidates().find(same))
+            .map(|p| p.pt())
+    }
+
+    /// The kind and direction (ours) of an m-line.
+    pub fn media(&self, mid: Mid) -> Option<(str0m::media::MediaKind, str0m::media::Direction)> {
+        self.rtc.media(mid).map(|m| (m.kind(), m.direction()))
+    }
+
+    /// The simulcast rids the client sends on `mid`, in the order it declared them.
+    pub fn recv_rids(&self, mid: Mid) -> Vec<Rid> {
+        match self.rtc.media(mid).map(|m| m.rids_rx()) {
+            Some(str0m::media::Rids::Specific(rids)) => rids.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Direct access for the router (writing RTP, requesting keyframes, BWE targets).
+    pub fn with_rtc<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Result<T, SessionError> {
+        guard(self, f)
+    }
+
+    /// Soft ICE restart for an ICE-lite server (WHIP/WHEP PATCH): new local credentials,
+    /// the client's new remote ones. The nominated pair keeps carrying media meanwhile.
+    pub fn set_ice_credentials(&mut self, local: IceCreds, remote: IceCreds) -> Result<(), SessionError> {
+        let ufrag = local.ufrag.clone();
+        guard(self, |rtc| {
+            let mut api = rtc.direct_api();
+            api.set_local_ice_credentials(local);
+            api.set_remote_ice_credentials(remote);
+        })?;
+        self.ufrag = ufrag;
+        Ok(())
+    }
+
+    /// Starts closing (RTCP BYE, DTLS close_notify); drain afterwards.
+    pub fn close(&mut self) {
+        let _ = guard(self, |rtc| rtc.close());
+    }
+}
+
+/// Fresh ICE credentials: ufrag 8 and password 24 characters from `[a-zA-Z0-9]`.
+pub fn ice_creds(rng: &mut impl rand::Rng) -> IceCreds {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut pick = |n: usize| -> String {
+        (0..n)
+            .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+            .collect()
+    };
+    IceCreds {
+        ufrag: pick(8),
+        pass: pick(24),
+    }
+}
