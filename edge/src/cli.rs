@@ -1,0 +1,95 @@
+//! The `arbor-edge` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::Edge;
+use crate::config::{self, Config, LogFormat};
+
+/// Arbor edge SFU: terminates browser WebRTC, WHIP and WHEP for the meetings placed here.
+#[derive(Debug, Parser)]
+#[command(name = "arbor-edge", version)]
+struct Args {
+    /// TOML configuration file. Without it the embedded development defaults are used.
+    /// Environment variables `ARBOR_<SECTION>_<KEY>` override both.
+    #[arg(long, short = 'c', env = "ARBOR_EDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only load and validate the configuration, print the verdict and exit (0 ok, 2 not).
+    #[arg(long)]
+    check_config: bool,
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match config::load(args.config.as_deref(), std::env::vars()).and_then(|c| {
+        c.validate()?;
+        Ok(c)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("arbor-edge: invalid configuration:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("config ok");
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("http")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("arbor-edge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("arbor-edge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let edge = Edge::start(cfg).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    edge.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,101 @@
+//! The Arbor edge: a tokio shell around `edge-core`.
+//!
+//! [`Edge::start`] binds everything a config names — one UDP socket and one ICE-TCP listener
+//! per media worker, the HTTP listener — and returns a handle with the bound addresses, so
+//! tests, `arbor up` and the `arbor-edge` binary all start an edge the same way.
+//!
+//! - [`media`]: worker threads (one per core) driving `edge_core::Worker`.
+//! - [`http`]: signaling WebSocket, WHIP/WHEP, web client, `/livez`, `/readyz`, `/metrics`.
+//! - [`config`]: the TOML configuration with env overrides.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod metrics;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::media::{Media, MediaConfig};
+
+/// A running edge.
+#[derive(Debug)]
+pub struct Edge {
+    pub http_addr: SocketAddr,
+    pub media: Media,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Edge {
+    /// Starts an edge from a validated config. Must be called inside a tokio runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Edge> {
+        let workers = config.media.worker_count();
+        let limits = edge_core::Limits {
+            max_participants: config.limits.max_participants,
+            max_meetings: config.limits.max_meetings_per_worker,
+            max_chat_len: config.limits.max_chat_len,
+            chat_history: config.limits.chat_history,
+            resume_grace: Duration::from_secs(config.limits.resume_grace_s),
+            max_slots: config.limits.max_subscriptions_per_participant,
+            ..Default::default()
+        };
+        let media = Media::start(&MediaConfig {
+            bind: config.media.bind,
+            public_ip: config.media.public_ip.unwrap_or(config.media.bind),
+            udp_port: config.media.udp_port,
+            tcp_port: config.media.tcp_port,
+            workers,
+            limits,
+        })?;
+        let metrics = telemetry::Metrics::install(&config.edge.id)?;
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP listener {}", config.http.listen))?;
+        let http_addr = listener.local_addr()?;
+        let state = http::AppState {
+            config: Arc::new(config),
+            media: media.clone(),
+            metrics: metrics.clone(),
+            resources: Default::default(),
+        };
+        let app = http::router(state);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let upkeep = async {
+                loop {
+                    tokio::time::sleep(metrics::UPKEEP_INTERVAL).await;
+                    metrics.upkeep();
+                }
+            };
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            tokio::select! {
+                r = serve => if let Err(e) = r { tracing::error!("http server: {e}") },
+                _ = upkeep => {}
+            }
+        });
+        tracing::info!(%http_addr, udp = ?media.udp_addrs(), "edge started");
+        Ok(Edge {
+            http_addr,
+            media,
+            shutdown: Some(tx),
+            server,
+        })
+    }
+
+    /// Stops serving HTTP. (Media threads stop with the process.)
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+}

@@ -1,0 +1,482 @@
+//! Media workers: one OS thread per core, each owning one [`edge_core::Worker`], one UDP
+//! socket and one ICE-TCP listener.
+//!
+//! Each thread runs a current-thread tokio runtime and a single loop that waits for the
+//! first of: a datagram, a command from the HTTP side, a TCP frame, or the worker's deadline.
+//! Every input is followed by draining the worker's outputs. The worker is touched only by
+//! its thread, so the media path has no locks; the HTTP side reaches it through a bounded
+//! command channel ([`COMMAND_QUEUE`]) and never waits on media.
+//!
+//! A meeting's id hashes (FNV-1a, stable across builds and processes) to one worker, so
+//! all of a meeting's participants meet on one thread.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use edge_core::signal::{ClientMsg, ServerMsg};
+use edge_core::worker::IceRestart;
+use edge_core::{Admission, ApiError, Output, Role, Worker, WorkerConfig, WorkerStats};
+use relay_proto::{MeetingId, ParticipantId};
+use str0m::net::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands queued per worker before the HTTP side gets "overloaded".
+pub const COMMAND_QUEUE: usize = 1024;
+/// Messages queued per signaling socket; a client that does not read loses its socket
+/// (it can resume), never the worker's time.
+pub const SIGNAL_QUEUE: usize = 256;
+/// Frames queued per ICE-TCP connection; past it frames are dropped like UDP would.
+pub const TCP_QUEUE: usize = 512;
+/// Datagrams read per wake-up before looking at other inputs (fairness).
+const READ_BATCH: usize = 64;
+/// Largest RFC 4571 frame (the length prefix is 16 bits).
+const MAX_TCP_FRAME: usize = u16::MAX as usize;
+
+/// What the HTTP side asks a worker.
+#[derive(Debug)]
+pub enum Command {
+    Join {
+        admission: Admission,
+        reply: oneshot::Sender<Result<Joined, edge_core::worker::Refusal>>,
+    },
+    Resume {
+        admission: Admission,
+        participant: ParticipantId,
+        secret: String,
+        reply: oneshot::Sender<Result<Joined, edge_core::worker::Refusal>>,
+    },
+    Client {
+        participant: ParticipantId,
+        msg: ClientMsg,
+    },
+    SignalClosed {
+        participant: ParticipantId,
+    },
+    Whip {
+        admission: Admission,
+        offer: String,
+        reply: oneshot::Sender<Result<(ParticipantId, String), ApiError>>,
+    },
+    Whep {
+        admission: Admission,
+        offer: String,
+        reply: oneshot::Sender<Result<(ParticipantId, String), ApiError>>,
+    },
+    Patch {
+        participant: ParticipantId,
+        fragment: String,
+        reply: oneshot::Sender<Result<Option<IceRestart>, ApiError>>,
+    },
+    Delete {
+        participant: ParticipantId,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+}
+
+/// A joined (or resumed) participant: its id and the stream of messages for its socket.
+#[derive(Debug)]
+pub struct Joined {
+    pub participant: ParticipantId,
+    pub messages: mpsc::Receiver<ServerMsg>,
+}
+
+/// The HTTP side's handle on the media workers.
+#[derive(Debug, Clone)]
+pub struct Media {
+    workers: Arc<Vec<WorkerHandle>>,
+}
+
+#[derive(Debug)]
+struct WorkerHandle {
+    commands: mpsc::Sender<Command>,
+    stats: Arc<Mutex<WorkerStats>>,
+    udp: SocketAddr,
+}
+
+/// Where workers bind and what they advertise.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub bind: IpAddr,
+    pub public_ip: IpAddr,
+    pub udp_port: u16,
+    /// 0 disables ICE-TCP.
+    pub tcp_port: u16,
+    pub workers: usize,
+    pub limits: edge_core::Limits,
+}
+
+impl Media {
+    /// Binds every worker's sockets and starts the threads. Fails if a port is taken.
+    pub fn start(cfg: &MediaConfig) -> anyhow::Result<Media> {
+        let mut workers = Vec::new();
+        for i in 0..cfg.workers.max(1) {
+            let port = |base: u16| -> anyhow::Result<u16> {
+                base.checked_add(i as u16).context("media port out of range")
+            };
+            let udp_bind = SocketAddr::new(cfg.bind, if cfg.udp_port == 0 { 0 } else { port(cfg.udp_port)? });
+            let udp = std::net::UdpSocket::bind(udp_bind)
+                .with_context(|| format!("binding media UDP socket {udp_bind}"))?;
+            udp.set_nonblocking(true)?;
+            set_buffers(&udp);
+            let udp_local = udp.local_addr()?;
+            let tcp = if cfg.tcp_port == 0 {
+                None
+            } else {
+                let addr = SocketAddr::new(cfg.bind, port(cfg.tcp_port)?);
+                let l = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("binding ICE-TCP listener {addr}"))?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            };
+            let public_udp = SocketAddr::new(cfg.public_ip, udp_local.port());
+            let public_tcp = match &tcp {
+                Some(l) => Some(SocketAddr::new(cfg.public_ip, l.local_addr()?.port())),
+                None => None,
+            };
+            let session = edge_core::SessionConfig::new(public_udp, public_tcp)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let wcfg = WorkerConfig {
+                session,
+                limits: cfg.limits.clone(),
+                ice_servers: Vec::new(),
+                rng_seed: rand::random(),
+                wall_ms_at_start: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            };
+            let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+            let stats = Arc::new(Mutex::new(WorkerStats::default()));
+            let thread_stats = stats.clone();
+            let local = udp_local;
+            let public_ip = cfg.public_ip;
+            std::thread::Builder::new()
+                .name(format!("media-{i}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a current-thread runtime");
+                    let result = rt.block_on(run(wcfg, udp, tcp, local, public_ip, rx, thread_stats));
+                    if let Err(e) = result {
+                        tracing::error!(worker = i, "media worker stopped: {e:#}");
+                    }
+                })?;
+            workers.push(WorkerHandle {
+                commands: tx,
+                stats,
+                udp: udp_local,
+            });
+        }
+        Ok(Media {
+            workers: Arc::new(workers),
+        })
+    }
+
+    /// The worker a meeting lives on.
+    pub fn worker_for(&self, meeting: &MeetingId) -> usize {
+        (fnv1a(meeting.as_str().as_bytes()) % self.workers.len() as u64) as usize
+    }
+
+    /// Queues a command on a worker. Fails when the worker's queue is full (overload) or
+    /// the worker died.
+    pub fn send(&self, worker: usize, cmd: Command) -> Result<(), Overloaded> {
+        self.workers[worker]
+            .commands
+            .try_send(cmd)
+            .map_err(|_| Overloaded)
+    }
+
+    /// The UDP addresses the workers listen on.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|w| w.udp).collect()
+    }
+
+    /// Sum of all workers' latest stats.
+    pub fn stats(&self) -> Vec<WorkerStats> {
+        self.workers
+            .iter()
+            .map(|w| w.stats.lock().map(|s| s.clone()).unwrap_or_default())
+            .collect()
+    }
+
+    /// Whether every worker thread is still running.
+    pub fn healthy(&self) -> bool {
+        self.workers.iter().all(|w| !w.commands.is_closed())
+    }
+}
+
+/// The worker's command queue is full or the worker is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct Overloaded;
+
+/// FNV-1a 64: a hash that is the same in every build and process, unlike `DefaultHasher`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn set_buffers(s: &std::net::UdpSocket) {
+    let s = socket2::SockRef::from(s);
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+}
+
+/// A frame from an ICE-TCP connection, or its end.
+enum TcpEvent {
+    Frame(SocketAddr, Vec<u8>),
+    Closed(SocketAddr),
+}
+
+/// The worker thread's loop.
+async fn run(
+    cfg: WorkerConfig,
+    udp: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
+    local: SocketAddr,
+    public_ip: IpAddr,
+    mut commands: mpsc::Receiver<Command>,
+    shared_stats: Arc<Mutex<WorkerStats>>,
+) -> anyhow::Result<()> {
+    let udp = UdpSocket::from_std(udp)?;
+    let tcp = tcp.map(TcpListener::from_std).transpose()?;
+    let tcp_local = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    let mut worker = Worker::new(cfg, Instant::now());
+    let mut shell = Shell {
+        udp: &udp,
+        signals: HashMap::new(),
+        tcp_writers: HashMap::new(),
+    };
+    let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(TCP_QUEUE);
+    let mut buf = vec![0u8; 2048];
+    let mut deadline = Instant::now();
+    let mut last_stats = Instant::now();
+    loop {
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::select! {
+            biased;
+            r = udp.readable() => {
+                r?;
+                for _ in 0..READ_BATCH {
+                    match udp.try_recv_from(&mut buf) {
+                        Ok((n, source)) => {
+                            let now = Instant::now();
+                            let dest = SocketAddr::new(public_ip, local.port());
+                            worker.handle_receive(now, Protocol::Udp, source, dest, &buf[..n]);
+                            deadline = shell.drain(&mut worker);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors surface here on Linux; they concern one peer.
+                            tracing::debug!("udp recv: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { return Ok(()) };
+                shell.handle_command(&mut worker, cmd);
+                deadline = shell.drain(&mut worker);
+            }
+            ev = tcp_rx.recv() => {
+                match ev {
+                    Some(TcpEvent::Frame(source, frame)) => {
+                        let dest = SocketAddr::new(public_ip, tcp_local.map_or(0, |a| a.port()));
+                        worker.handle_receive(Instant::now(), Protocol::Tcp, source, dest, &frame);
+                        deadline = shell.drain(&mut worker);
+                    }
+                    Some(TcpEvent::Closed(peer)) => { shell.tcp_writers.remove(&peer); }
+                    None => {}
+                }
+            }
+            conn = accept(tcp.as_ref()) => {
+                if let Ok((stream, peer)) = conn {
+                    let (wtx, wrx) = mpsc::channel(TCP_QUEUE);
+                    shell.tcp_writers.insert(peer, wtx);
+                    tokio::spawn(tcp_connection(stream, peer, tcp_tx.clone(), wrx));
+                }
+            }
+            _ = sleep => {
+                worker.handle_timeout(Instant::now());
+                deadline = shell.drain(&mut worker);
+            }
+        }
+        if last_stats.elapsed().as_millis() >= 500 {
+            last_stats = Instant::now();
+            if let Ok(mut s) = shared_stats.lock() {
+                *s = worker.stats().clone();
+            }
+        }
+    }
+}
+
+async fn accept(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads RFC 4571 frames (16-bit length prefix) into the worker and writes its frames back.
+async fn tcp_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    to_worker: mpsc::Sender<TcpEvent>,
+    mut from_worker: mpsc::Receiver<Vec<u8>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut r, mut w) = stream.into_split();
+    let reader = async {
+        let mut frame = vec![0u8; MAX_TCP_FRAME];
+        loop {
+            let len = r.read_u16().await? as usize;
+            r.read_exact(&mut frame[..len]).await?;
+            if to_worker
+                .try_send(TcpEvent::Frame(peer, frame[..len].to_vec()))
+                .is_err()
+            {
+                // The worker is busy; TCP media degrades like UDP would, by loss.
+                continue;
+            }
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), io::Error>(())
+    };
+    let writer = async {
+        while let Some(frame) = from_worker.recv().await {
+            let len = u16::try_from(frame.len()).unwrap_or(u16::MAX);
+            w.write_u16(len).await?;
+            w.write_all(&frame[..len as usize]).await?;
+        }
+        Ok::<(), io::Error>(())
+    };
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+    }
+    let _ = to_worker.send(TcpEvent::Closed(peer)).await;
+}
+
+/// The parts of the worker thread that talk to the outside.
+struct Shell<'a> {
+    udp: &'a UdpSocket,
+    signals: HashMap<ParticipantId, mpsc::Sender<ServerMsg>>,
+    tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+}
+
+impl Shell<'_> {
+    fn handle_command(&mut self, worker: &mut Worker, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Join { admission, reply } => {
+                let r = worker.join(now, admission, Role::Meeting).map(|p| self.joined(p));
+                let _ = reply.send(r);
+            }
+            Command::Resume {
+                admission,
+                participant,
+                secret,
+                reply,
+            } => {
+                let r = worker
+                    .resume(now, &admission, participant, &secret)
+                    .map(|()| self.joined(participant));
+                let _ = reply.send(r);
+            }
+            Command::Client { participant, msg } => {
+                worker.handle_client_message(now, participant, msg);
+            }
+            Command::SignalClosed { participant } => {
+                self.signals.remove(&participant);
+                worker.signal_closed(now, participant);
+            }
+            Command::Whip {
+                admission,
+                offer,
+                reply,
+            } => {
+                let _ = reply.send(worker.whip_publish(now, admission, &offer));
+            }
+            Command::Whep {
+                admission,
+                offer,
+                reply,
+            } => {
+                let _ = reply.send(worker.whep_subscribe(now, admission, &offer));
+            }
+            Command::Patch {
+                participant,
+                fragment,
+                reply,
+            } => {
+                let _ = reply.send(worker.ice_patch(now, participant, &fragment));
+            }
+            Command::Delete { participant, reply } => {
+                let _ = reply.send(worker.delete(now, participant));
+            }
+        }
+    }
+
+    /// Opens the message stream for a (re)joined participant. Messages the worker queued
+    /// for it during the call (its `joined`) are drained into it right after.
+    fn joined(&mut self, participant: ParticipantId) -> Joined {
+        let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
+        self.signals.insert(participant, tx);
+        Joined {
+            participant,
+            messages: rx,
+        }
+    }
+
+    /// Drains the worker's outputs; returns its next deadline.
+    fn drain(&mut self, worker: &mut Worker) -> Instant {
+        loop {
+            match worker.poll_output() {
+                Output::Transmit(t) => match t.proto {
+                    Protocol::Udp => {
+                        // A full socket buffer drops the datagram: media is loss-tolerant
+                        // and waiting would stall every other participant.
+                        let _ = self.udp.try_send_to(&t.contents, t.destination);
+                    }
+                    _ => {
+                        if let Some(w) = self.tcp_writers.get(&t.destination) {
+                            let _ = w.try_send(t.contents.to_vec());
+                        }
+                    }
+                },
+                Output::Signal(p, msg) => {
+                    if let Some(tx) = self.signals.get(&p) {
+                        if tx.try_send(msg).is_err() {
+                            // The client stopped reading: drop its socket; it may resume.
+                            self.signals.remove(&p);
+                            worker.signal_closed(Instant::now(), p);
+                        }
+                    }
+                }
+                Output::Closed(p) => {
+                    self.signals.remove(&p);
+                }
+                Output::Timeout(at) => return at,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_is_stable() {
+        // Pinned values: a meeting must hash to the same worker in every build.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
