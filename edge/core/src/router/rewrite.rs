@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(c.seq, 1002);
         assert_eq!(c.ts, 8000 + 2970);
         assert_eq!(c.picture_id, Some(3));
-        assert_eq!(c.tl0_pic_idx, Some(5));
+        assert_eq!(c.tl0_pic_idx, Some(3));
         // A straggler from the new input from before its switch point is dropped.
         assert_eq!(rw.rewrite(t1, 8, 0, Vp8Ids::default()), None);
     }

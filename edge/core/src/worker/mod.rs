@@ -46,7 +46,8 @@ use crate::session::{Session, SessionConfig, Step};
 use crate::signal::{IceServer, LeaveReason, ServerMsg};
 
 pub use stats::{LATENCY_BUCKETS_US, WorkerStats};
-pub use whip::{ApiError, ApiErrorKind};
+pub use signaling::Refusal;
+pub use whip::{ApiError, ApiErrorKind, IceRestart};
 
 /// Largest datagram accepted; larger ones are dropped and counted (an Ethernet MTU).
 pub const MAX_DATAGRAM: usize = 1500;

@@ -1,0 +1,230 @@
+//! The router end to end, in virtual time, with real str0m clients: simulcast layer choice
+//! by requested size and by downlink bandwidth, keyframe-gated switches, continuity.
+
+mod common;
+
+use std::time::Duration;
+
+use arbor_loadgen::ClientConfig;
+use common::{Mesh, ToCore};
+use edge_core::Limits;
+use edge_core::signal::{ClientMsg, Kind, ServerMsg};
+
+/// A publisher and two subscribers with one video slot each; returns the video track id.
+fn meeting() -> (Mesh, relay_proto::TrackId) {
+    let mut mesh = Mesh::new(Limits::default());
+    let publisher = mesh.join("alice", ClientConfig::new(mesh.epoch));
+    mesh.join("bob", ClientConfig::subscriber(mesh.epoch, 1, 1));
+    mesh.join("carol", ClientConfig::subscriber(mesh.epoch, 1, 1));
+    mesh.run(Duration::from_millis(1500));
+    assert!(mesh.peers[publisher].client.is_connected(), "publisher connects");
+    let track = mesh
+        .tracks_seen(1)
+        .into_iter()
+        .find(|t| t.kind == Kind::Video)
+        .expect("bob was told about alice's camera");
+    assert!(track.simulcast);
+    (mesh, track.id)
+}
+
+fn subscribe(mesh: &mut Mesh, peer: usize, track: relay_proto::TrackId, max_height: u32) {
+    let mid = mesh.peers[peer].client.mids().video_slots[0];
+    mesh.send(
+        peer,
+        ClientMsg::Subscribe {
+            track_id: track,
+            mid: mid.to_string(),
+            max_width: None,
+            max_height: Some(max_height),
+        },
+    );
+    mesh.peers[peer].client.set_expecting(mesh.now, mid, true).unwrap();
+    let errors: Vec<_> = mesh.peers[peer]
+        .inbox
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Error { .. }))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+fn video_slot(mesh: &mut Mesh, peer: usize) -> arbor_loadgen::SlotStats {
+    let now = mesh.now;
+    let stats = mesh.peers[peer].client.stats(now);
+    stats
+        .slots
+        .into_iter()
+        .find(|s| s.kind == Some(arbor_loadgen::protocol::Kind::Video))
+        .expect("a video slot")
+}
+
+#[test]
+fn subscribers_get_the_layer_their_tile_needs() {
+    let (mut mesh, track) = meeting();
+    subscribe(&mut mesh, 1, track, 720);
+    subscribe(&mut mesh, 2, track, 180);
+    mesh.run(Duration::from_secs(4));
+
+    let big = video_slot(&mut mesh, 1);
+    let small = video_slot(&mut mesh, 2);
+    assert_eq!((big.width, big.height), (Some(1280), Some(720)), "{big:#?}");
+    assert_eq!((small.width, small.height), (Some(320), Some(180)), "{small:#?}");
+    for s in [&big, &small] {
+        assert!(s.frames > 80, "about 30 fps for 3 s: {s:#?}");
+        assert_eq!(s.switches_without_keyframe, 0);
+        assert_eq!(s.non_contiguous, 0, "{s:#?}");
+        assert_eq!(s.timestamp_regressions, 0);
+    }
+    // The layer sizes learned from keyframes reached the clients.
+    let changed: Vec<_> = mesh.peers[1]
+        .inbox
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::LayerChanged { height, .. } => Some(*height),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed.last(), Some(&720));
+}
+
+#[test]
+fn a_bandwidth_drop_steps_down_and_recovery_steps_back_up() {
+    let (mut mesh, track) = meeting();
+    subscribe(&mut mesh, 1, track, 720);
+    mesh.run(Duration::from_secs(4));
+    assert_eq!(video_slot(&mut mesh, 1).height, Some(720));
+
+    // The downlink falls to 600 kbit/s: 720p (1.5 Mbit/s) no longer fits.
+    mesh.peers[1].downlink_bps = Some(600_000);
+    mesh.run(Duration::from_secs(10));
+    let down = video_slot(&mut mesh, 1);
+    assert!(down.height.unwrap() < 720, "stepped down: {down:#?}");
+
+    // The link recovers; probing finds the capacity and the slot climbs back.
+    mesh.peers[1].downlink_bps = None;
+    mesh.run(Duration::from_secs(20));
+    let up = video_slot(&mut mesh, 1);
+    assert_eq!(up.height, Some(720), "stepped back up: {up:#?}");
+    assert!(up.layer_switches >= 2);
+    // Under the bottleneck the link itself drops packets (keyframes included), so only the
+    // lossless recovery is attributable to the router: its switches all land on keyframes.
+    assert_eq!(
+        up.switches_without_keyframe, down.switches_without_keyframe,
+        "every switch after recovery lands on a keyframe: {up:#?}"
+    );
+    assert!(mesh.peers[1].dropped > 0, "the bottleneck really dropped packets");
+    assert_eq!(up.timestamp_regressions, 0);
+}
+
+#[test]
+fn a_rebound_slot_stays_one_continuous_stream() {
+    let mut mesh = Mesh::new(Limits::default());
+    mesh.join("alice", ClientConfig::new(mesh.epoch));
+    mesh.join("dave", ClientConfig::new(mesh.epoch));
+    let viewer = mesh.join("bob", ClientConfig::subscriber(mesh.epoch, 1, 0));
+    mesh.run(Duration::from_millis(1500));
+    let tracks: Vec<_> = mesh
+        .tracks_seen(viewer)
+        .into_iter()
+        .filter(|t| t.kind == Kind::Video)
+        .collect();
+    assert_eq!(tracks.len(), 2);
+    subscribe(&mut mesh, viewer, tracks[0].id, 360);
+    mesh.run(Duration::from_secs(2));
+    subscribe(&mut mesh, viewer, tracks[1].id, 360);
+    mesh.run(Duration::from_secs(2));
+    let s = video_slot(&mut mesh, viewer);
+    assert_eq!(s.source_switches, 1, "{s:#?}");
+    assert_eq!(s.non_contiguous, 0, "{s:#?}");
+    assert_eq!(s.switches_without_keyframe, 0);
+    assert_eq!(s.height, Some(360));
+}
+
+#[test]
+fn the_hundred_and_first_participant_is_refused() {
+    let mut mesh = Mesh::new(Limits::default());
+    for i in 0..100 {
+        mesh.worker
+            .join(mesh.now, common::admission("m", &format!("p{i}")), edge_core::Role::Meeting)
+            .unwrap();
+    }
+    let r = mesh
+        .worker
+        .join(mesh.now, common::admission("m", "late"), edge_core::Role::Meeting);
+    let refusal = r.unwrap_err();
+    assert_eq!(refusal.code, edge_core::signal::ErrorCode::MeetingFull);
+    assert!(refusal.message.contains("100"));
+    // Another meeting on the same worker is unaffected.
+    assert!(mesh
+        .worker
+        .join(mesh.now, common::admission("other", "x"), edge_core::Role::Meeting)
+        .is_ok());
+}
+
+#[test]
+fn keyframe_requests_from_many_subscribers_are_merged() {
+    let mut mesh = Mesh::new(Limits::default());
+    mesh.join("alice", ClientConfig::new(mesh.epoch));
+    let subs: Vec<usize> = (0..8)
+        .map(|i| mesh.join(&format!("s{i}"), ClientConfig::subscriber(mesh.epoch, 1, 0)))
+        .collect();
+    mesh.run(Duration::from_millis(1500));
+    let track = mesh.tracks_seen(subs[0]).into_iter().find(|t| t.kind == Kind::Video).unwrap();
+    for &s in &subs {
+        subscribe(&mut mesh, s, track.id, 720);
+    }
+    mesh.run(Duration::from_secs(3));
+    let stats = mesh.worker.stats();
+    assert!(stats.keyframe_requests_merged > 0, "{stats:?}");
+    // Eight subscribers joining at once cost the publisher a handful of keyframes, not eight
+    // per layer.
+    let plis: u64 = mesh.peers[0]
+        .client
+        .stats(mesh.now)
+        .publisher
+        .layers
+        .iter()
+        .map(|l| l.plis + l.firs)
+        .sum();
+    assert!(plis <= 6, "publisher saw {plis} keyframe requests");
+    for &s in &subs {
+        assert!(video_slot(&mut mesh, s).frames > 30);
+    }
+}
+
+#[test]
+fn garbage_and_unknown_sources_are_dropped_and_counted() {
+    let (mut mesh, _) = meeting();
+    let before = mesh.worker.stats().clone();
+    let stranger = "10.9.9.9:1234".parse().unwrap();
+    let dest = common::EDGE;
+    // A DTLS ClientHello-looking datagram from an address no session validated.
+    mesh.worker
+        .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[22, 254, 253, 0, 0]);
+    // RTP-looking bytes from a stranger, an empty datagram, an oversize datagram.
+    mesh.worker
+        .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[0x80; 40]);
+    mesh.worker
+        .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[]);
+    mesh.worker
+        .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[0x80; 2000]);
+    // Forged DTLS from a real participant's address is still checked by its session.
+    let alice = mesh.peers[0].addr;
+    mesh.worker
+        .handle_receive(mesh.now, str0m::net::Protocol::Udp, alice, dest, &[22, 254, 253, 0, 0, 0, 0]);
+    let after = mesh.worker.stats();
+    assert_eq!(after.dropped_unknown_source - before.dropped_unknown_source, 2);
+    assert_eq!(after.dropped_oversize - before.dropped_oversize, 1);
+    assert!(after.dropped_malformed > before.dropped_malformed);
+    // The meeting carries on.
+    mesh.run(Duration::from_secs(1));
+    assert!(mesh.peers[0].client.is_connected());
+}
+
+#[test]
+fn offer_round_trip_is_documented_protocol() {
+    // The loadgen client's offer parses as the core's message (same JSON protocol).
+    let mut mesh = Mesh::new(Limits::default());
+    let p = mesh.join("alice", ClientConfig::new(mesh.epoch));
+    let offer = mesh.peers[p].client.add_slots(mesh.now, 1, 0).unwrap();
+    assert!(matches!(offer.to_msg_core(), ClientMsg::Offer { publish, .. } if publish.len() == 2));
+}
