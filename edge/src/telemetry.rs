@@ -24,15 +24,16 @@ pub struct Metrics {
     edge: EdgeId,
 }
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
 impl Metrics {
+    /// Installs the process-wide recorder on first use; later edges in the same process
+    /// share it (its `edge` label is the first edge's id).
     pub fn install(edge: &EdgeId) -> anyhow::Result<Metrics> {
-        if HANDLE.get().is_none() {
-            let h = m::install(edge).map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))?;
-            let _ = HANDLE.set(h);
-        }
-        let handle = HANDLE.get().cloned().ok_or_else(|| anyhow::anyhow!("no recorder"))?;
+        let handle = HANDLE
+            .get_or_init(|| m::install(edge).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))?;
         Ok(Metrics {
             handle,
             edge: edge.clone(),

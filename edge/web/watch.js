@@ -21,13 +21,16 @@ const GATHER_WAIT_MS = 1000;
 const DISCONNECTED_GRACE_MS = 5000;
 /** No new frame for this long: tell the viewer the broadcast paused. */
 const STALL_MS = 4000;
+/** Connected but no frame yet after this long: nothing is live yet (the edge admits viewers
+ * before the broadcast starts and begins sending when it does). */
+const IDLE_MS = 2500;
 const STATS_MS = 1000;
 
 const state = {
   meeting: new URLSearchParams(location.search).get('meeting')?.trim() || '',
   linkToken: tokenFromHash(),
   token: null,
-  phase: 'connecting', // connecting | waiting | playing | stalled | error | form
+  phase: 'connecting', // connecting | waiting (retrying) | idle (connected, nothing live) | playing | stalled | error | form
   sessionUrl: null,
   attempts: 0,
   sessions: 0,
@@ -186,6 +189,8 @@ async function pollStats(conn) {
     state.lastFrames = s.video.framesDecoded;
     state.lastFrameAt = now;
     if (state.phase !== 'playing') setPhase('playing');
+  } else if (state.phase === 'connecting' && conn.connectionState === 'connected' && now - state.lastFrameAt > IDLE_MS) {
+    setPhase('idle', 'Waiting for the broadcast to start…', 'This page will start playing as soon as it is live.');
   } else if (state.phase === 'playing' && now - state.lastFrameAt > STALL_MS) {
     setPhase('stalled', 'The broadcast paused', 'Playback resumes by itself when the broadcaster is back.');
   }

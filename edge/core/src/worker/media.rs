@@ -425,7 +425,8 @@ impl Worker {
         if let Some(m) = self.meetings.get_mut(meeting) {
             m.tracks.insert(tid, track);
         }
-        self.broadcast(meeting, Some(owner), &ServerMsg::TrackPublished { track: info });
+        // The owner hears about its own track too: that is how it learns the id it mutes by.
+        self.broadcast(meeting, None, &ServerMsg::TrackPublished { track: info });
         self.refresh_whep(meeting);
     }
 
@@ -445,7 +446,7 @@ impl Worker {
                 slot.bind(None);
             }
         }
-        self.broadcast(meeting, Some(track.owner), &ServerMsg::TrackUnpublished { track_id: tid });
+        self.broadcast(meeting, None, &ServerMsg::TrackUnpublished { track_id: tid });
         self.refresh_whep(meeting);
     }
 

@@ -1,0 +1,196 @@
+// Shared pieces of the Chromium end-to-end tests: launching Chromium the way this machine
+// needs it (see /work/shared/notes/browser-tests.md), tokens, polling, and reading the
+// page's test hooks (`window.arbor`, see edge/web/app.js and watch.js).
+//
+// These run inside the network namespace that run.sh creates: the edge listens on
+// 127.0.1.1 and everything stays on loopback.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const EDGE_URL = process.env.ARBOR_EDGE_URL ?? 'http://127.0.1.1:7880';
+export const CHROMIUM = process.env.ARBOR_CHROMIUM ?? '/usr/lib/chromium/chromium';
+export const ARTIFACTS = process.env.ARBOR_BROWSER_ARTIFACTS ?? path.join(os.tmpdir(), 'arbor-browser-artifacts');
+
+/**
+ * Every flag is there for a reason (browser-tests.md): loopback ICE, fake devices with the
+ * permission granted (else candidates hide behind mDNS), no lookups outside 127/8.
+ */
+function chromiumArgs(userDataDir) {
+  return [
+    '--headless=new',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--mute-audio',
+    `--user-data-dir=${userDataDir}`,
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.*',
+    '--allow-loopback-in-peer-connection',
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    // With ignoreDefaultArgs Playwright does not add its transport flag; without it the
+    // launch hangs for 60 s.
+    '--remote-debugging-pipe',
+  ];
+}
+
+/** Launches Chromium with a fresh profile. Call close() when done (it removes the profile). */
+export async function launchBrowser() {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'arbor-chromium-'));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    ignoreDefaultArgs: true,
+    args: chromiumArgs(userDataDir),
+    timeout: 30_000,
+  });
+  return {
+    browser,
+    async close() {
+      await browser.close().catch(() => {});
+      fs.rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A token from the edge's dev endpoint (enabled in run.sh's config). */
+export async function devToken({ meeting, identity, name = identity, role = 'publisher' }) {
+  const res = await fetch(`${EDGE_URL}/v1/dev/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ meeting, identity, name, role }),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`POST /v1/dev/token: ${res.status} ${text}`);
+  const { token } = JSON.parse(text);
+  if (typeof token !== 'string') throw new Error(`POST /v1/dev/token: no token in ${text}`);
+  return token;
+}
+
+/**
+ * Polls `fn` until it returns a truthy value, and returns that value. On timeout, throws with
+ * `message` and the last value seen (or the last error), which is what one needs to debug.
+ */
+export async function waitFor(fn, { timeout = 20_000, interval = 250, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  let lastErr;
+  for (;;) {
+    try {
+      last = await fn();
+      lastErr = undefined;
+      if (last) return last;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() >= deadline) {
+      const seen = lastErr ? `last error: ${lastErr.stack || lastErr}` : `last value: ${JSON.stringify(last)}`;
+      throw new Error(`timed out after ${timeout} ms waiting for ${message}; ${seen}`);
+    }
+    await sleep(interval);
+  }
+}
+
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Opens a page and keeps its console and errors, printed if the test fails (dumpPage).
+ * Each participant gets its own context: separate storage, as separate people would have.
+ */
+export async function openPage(browser, url, { label, viewport = { width: 1280, height: 720 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const log = [];
+  page.on('console', (m) => log.push(`[${label}] console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[${label}] pageerror: ${e.stack || e.message}`));
+  page.on('requestfailed', (r) => log.push(`[${label}] requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  await page.goto(url);
+  return { label, context, page, log };
+}
+
+/** Joins meeting `meeting` as `name` through the lobby, like a person would. */
+export async function joinMeeting(browser, { meeting, name }) {
+  const p = await openPage(browser, `${EDGE_URL}/?meeting=${encodeURIComponent(meeting)}`, { label: name });
+  await p.page.fill('#name-input', name);
+  await p.page.click('#join-button');
+  await waitFor(() => p.page.evaluate(() => window.arbor.state.phase === 'meeting'), {
+    timeout: 15_000,
+    message: `${name} to be in the meeting (join error: see page log)`,
+  }).catch(async (err) => {
+    const joinError = await p.page.textContent('#join-error').catch(() => '');
+    // The page goes with the error so that the caller can dump its log and screenshot.
+    throw Object.assign(new Error(`${err.message}; join error shown: ${JSON.stringify(joinError)}`), { page: p });
+  });
+  p.selfId = await p.page.evaluate(() => window.arbor.state.self.id);
+  return p;
+}
+
+/** The page's plain snapshot (participants, tracks, slots, counters). */
+export function snapshot(p) {
+  return p.page.evaluate(() => window.arbor.snapshot());
+}
+
+/** Receive stats per slot from the page's hook. */
+export async function inbound(p) {
+  const s = await p.page.evaluate(() => window.arbor.stats());
+  return s.inbound;
+}
+
+/** The remote video track ids of `owner` (a participant id) that `p` knows, by source. */
+export async function trackOf(p, ownerId, source) {
+  const snap = await snapshot(p);
+  return snap.tracks.find((t) => t.participant_id === ownerId && t.kind === 'video' && t.source === source)?.id ?? null;
+}
+
+/**
+ * Asserts that `p` decodes each of `trackIds`: each is bound to a slot whose framesDecoded
+ * rises over `windowMs`. Waits up to `timeout` for them to start. Returns the last stats.
+ */
+export async function expectDecoding(p, trackIds, { windowMs = 2000, timeout = 25_000 } = {}) {
+  const byTrack = (stats) => new Map(stats.filter((s) => s.kind === 'video' && s.trackId).map((s) => [s.trackId, s]));
+  let before = null;
+  return waitFor(
+    async () => {
+      const a = byTrack(await inbound(p));
+      if (!trackIds.every((id) => (a.get(id)?.framesDecoded ?? 0) > 0)) {
+        before = a;
+        return false;
+      }
+      await sleep(windowMs);
+      const b = byTrack(await inbound(p));
+      before = b;
+      const rising = trackIds.every((id) => b.get(id).framesDecoded > a.get(id).framesDecoded);
+      return rising ? b : false;
+    },
+    {
+      timeout,
+      interval: 200,
+      message: `${p.label} to decode video of ${trackIds.join(', ')}`,
+    },
+  ).catch((err) => {
+    throw new Error(`${err.message}\n  slots at the end: ${JSON.stringify([...(before?.values() ?? [])])}`);
+  });
+}
+
+/** Writes a screenshot and the console log of each page (on failure) and prints the logs. */
+export async function dumpPages(name, pages) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const p of pages) {
+    if (!p) continue;
+    const base = path.join(ARTIFACTS, `${name}-${p.label}`.replace(/[^\w.-]+/g, '_'));
+    await p.page.screenshot({ path: `${base}.png` }).catch(() => {});
+    const state = await p.page
+      .evaluate(() => JSON.stringify({ snapshot: window.arbor?.snapshot?.(), events: window.arbor?.state?.events }, null, 1))
+      .catch((e) => `unavailable: ${e.message}`);
+    fs.writeFileSync(`${base}.log`, `${p.log.join('\n')}\n\nstate:\n${state}\n`);
+    console.log(`---- ${p.label}: console (last 60 lines), artifacts in ${base}.{png,log}`);
+    console.log(p.log.slice(-60).join('\n'));
+  }
+}
