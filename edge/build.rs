@@ -43,9 +43,15 @@ fn main() {
     println!("cargo:rerun-if-changed={}", web.display());
     let mut files = Vec::new();
     walk(&web, "", &mut files);
-    let mut code = String::from("/// The embedded web client: (path, content type, bytes).\npub(crate) static ASSETS: &[(&str, &str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// The embedded web client: (path, content type, bytes).\npub(crate) static ASSETS: &[(&str, &str, &[u8])] = &[\n",
+    );
     for (rel, abs) in &files {
-        let _ = writeln!(code, "    ({rel:?}, {:?}, include_bytes!({abs:?})),", content_type(rel));
+        let _ = writeln!(
+            code,
+            "    ({rel:?}, {:?}, include_bytes!({abs:?})),",
+            content_type(rel)
+        );
     }
     code.push_str("];\n");
     let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("web_assets.rs");

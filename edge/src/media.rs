@@ -117,9 +117,17 @@ impl Media {
         let mut workers = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let port = |base: u16| -> anyhow::Result<u16> {
-                base.checked_add(i as u16).context("media port out of range")
+                base.checked_add(i as u16)
+                    .context("media port out of range")
             };
-            let udp_bind = SocketAddr::new(cfg.bind, if cfg.udp_port == 0 { 0 } else { port(cfg.udp_port)? });
+            let udp_bind = SocketAddr::new(
+                cfg.bind,
+                if cfg.udp_port == 0 {
+                    0
+                } else {
+                    port(cfg.udp_port)?
+                },
+            );
             let udp = std::net::UdpSocket::bind(udp_bind)
                 .with_context(|| format!("binding media UDP socket {udp_bind}"))?;
             udp.set_nonblocking(true)?;
@@ -162,7 +170,8 @@ impl Media {
                         .enable_all()
                         .build()
                         .expect("a current-thread runtime");
-                    let result = rt.block_on(run(wcfg, udp, tcp, local, public_ip, rx, thread_stats));
+                    let result =
+                        rt.block_on(run(wcfg, udp, tcp, local, public_ip, rx, thread_stats));
                     if let Err(e) = result {
                         tracing::error!(worker = i, "media worker stopped: {e:#}");
                     }
@@ -376,7 +385,9 @@ impl Shell<'_> {
         let now = Instant::now();
         match cmd {
             Command::Join { admission, reply } => {
-                let r = worker.join(now, admission, Role::Meeting).map(|p| self.joined(p));
+                let r = worker
+                    .join(now, admission, Role::Meeting)
+                    .map(|p| self.joined(p));
                 let _ = reply.send(r);
             }
             Command::Resume {
@@ -452,12 +463,12 @@ impl Shell<'_> {
                     }
                 },
                 Output::Signal(p, msg) => {
-                    if let Some(tx) = self.signals.get(&p) {
-                        if tx.try_send(msg).is_err() {
-                            // The client stopped reading: drop its socket; it may resume.
-                            self.signals.remove(&p);
-                            worker.signal_closed(Instant::now(), p);
-                        }
+                    if let Some(tx) = self.signals.get(&p)
+                        && tx.try_send(msg).is_err()
+                    {
+                        // The client stopped reading: drop its socket; it may resume.
+                        self.signals.remove(&p);
+                        worker.signal_closed(Instant::now(), p);
                     }
                 }
                 Output::Closed(p) => {

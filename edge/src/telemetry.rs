@@ -69,13 +69,18 @@ impl Metrics {
         counter!(m::RTP_PACKETS_SENT).absolute(sum(|s| s.rtp_forwarded));
         counter!(m::RTP_BYTES_SENT).absolute(sum(|s| s.rtp_bytes_forwarded));
         counter!(m::NACKS_RECEIVED).absolute(sum(|s| s.nacks_received));
-        counter!(m::KEYFRAME_REQUESTS_SENT, "type" => "pli").absolute(sum(|s| s.keyframe_requests_sent));
-        counter!(m::KEYFRAME_REQUESTS_RECEIVED, "type" => "pli").absolute(sum(|s| s.keyframe_requests_received));
+        counter!(m::KEYFRAME_REQUESTS_SENT, "type" => "pli")
+            .absolute(sum(|s| s.keyframe_requests_sent));
+        counter!(m::KEYFRAME_REQUESTS_RECEIVED, "type" => "pli")
+            .absolute(sum(|s| s.keyframe_requests_received));
         counter!(m::KEYFRAME_REQUESTS_SUPPRESSED).absolute(sum(|s| s.keyframe_requests_merged));
         counter!(m::LAYER_SWITCHES, "direction" => "up").absolute(sum(|s| s.layer_switches_up));
         counter!(m::LAYER_SWITCHES, "direction" => "down").absolute(sum(|s| s.layer_switches_down));
         for (reason, f) in [
-            ("unknown_source", (|s: &WorkerStats| s.dropped_unknown_source) as fn(&WorkerStats) -> u64),
+            (
+                "unknown_source",
+                (|s: &WorkerStats| s.dropped_unknown_source) as fn(&WorkerStats) -> u64,
+            ),
             ("not_accepted", |s| s.dropped_not_accepted),
             ("malformed", |s| s.dropped_malformed),
             ("oversize", |s| s.dropped_oversize),
@@ -95,16 +100,29 @@ impl Metrics {
     fn render_latency(&self, out: &mut String, workers: &[WorkerStats]) {
         let name = m::FORWARD_LATENCY;
         let edge = self.edge.as_str();
-        let _ = writeln!(out, "# HELP {name} Time from a packet's arrival to its hand-over to a subscriber's session.");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a packet's arrival to its hand-over to a subscriber's session."
+        );
         let _ = writeln!(out, "# TYPE {name} histogram");
         let mut cumulative = 0u64;
         for (i, le_us) in LATENCY_BUCKETS_US.iter().enumerate() {
             cumulative += workers.iter().map(|s| s.forward_latency[i]).sum::<u64>();
             let le = *le_us as f64 / 1e6;
-            let _ = writeln!(out, "{name}_bucket{{edge=\"{edge}\",le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{edge=\"{edge}\",le=\"{le}\"}} {cumulative}"
+            );
         }
-        let total: u64 = workers.iter().map(|s| s.forward_latency.iter().sum::<u64>()).sum();
-        let sum_s = workers.iter().map(|s| s.forward_latency_sum_us).sum::<u64>() as f64 / 1e6;
+        let total: u64 = workers
+            .iter()
+            .map(|s| s.forward_latency.iter().sum::<u64>())
+            .sum();
+        let sum_s = workers
+            .iter()
+            .map(|s| s.forward_latency_sum_us)
+            .sum::<u64>() as f64
+            / 1e6;
         let _ = writeln!(out, "{name}_bucket{{edge=\"{edge}\",le=\"+Inf\"}} {total}");
         let _ = writeln!(out, "{name}_sum{{edge=\"{edge}\"}} {sum_s}");
         let _ = writeln!(out, "{name}_count{{edge=\"{edge}\"}} {total}");

@@ -1,5 +1,6 @@
 //! Bad input gets a clear error and never takes the edge down: tokens, SDP, bodies,
 //! resources, signaling frames and garbage datagrams, against a real edge on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -12,7 +13,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
 
-async fn whip(edge: &arbor_edge::Edge, meeting: &str, token: &str, body: &str) -> (StatusCode, Value) {
+async fn whip(
+    edge: &arbor_edge::Edge,
+    meeting: &str,
+    token: &str,
+    body: &str,
+) -> (StatusCode, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/v1/whip/{meeting}", http_base(edge)))
         .header("content-type", "application/sdp")
@@ -34,17 +40,30 @@ async fn bad_tokens_get_401_with_a_reason() {
     let now = unix_now();
     let meeting = relay_proto::MeetingId::new("m").unwrap();
     let expired = token::mint(&Claims::join(&meeting, "a", now - 3600), key, secret);
-    let bad_sig = token::mint(&Claims::join(&meeting, "a", now + 3600), key, b"another-secret-another-secret-32");
+    let bad_sig = token::mint(
+        &Claims::join(&meeting, "a", now + 3600),
+        key,
+        b"another-secret-another-secret-32",
+    );
     let alg_none = format!(
         "{}.",
-        raw_token(r#"{"alg":"none","typ":"JWT"}"#, &format!(r#"{{"iss":"{key}","sub":"a","exp":{},"video":{{"room":"m","roomJoin":true}}}}"#, now + 60), secret)
-            .rsplit_once('.')
-            .unwrap()
-            .0
+        raw_token(
+            r#"{"alg":"none","typ":"JWT"}"#,
+            &format!(
+                r#"{{"iss":"{key}","sub":"a","exp":{},"video":{{"room":"m","roomJoin":true}}}}"#,
+                now + 60
+            ),
+            secret
+        )
+        .rsplit_once('.')
+        .unwrap()
+        .0
     );
     let string_exp = raw_token(
         r#"{"alg":"HS256","typ":"JWT"}"#,
-        &format!(r#"{{"iss":"{key}","sub":"a","exp":"never","video":{{"room":"m","roomJoin":true}}}}"#),
+        &format!(
+            r#"{{"iss":"{key}","sub":"a","exp":"never","video":{{"room":"m","roomJoin":true}}}}"#
+        ),
         secret,
     );
     let other_meeting = token("other", "a");
@@ -107,8 +126,16 @@ async fn bad_bodies_get_4xx_with_a_reason() {
 async fn unknown_whip_resources_are_404() {
     let edge = start_edge(1).await;
     let t = token("m", "a");
-    let url = format!("{}/v1/whip/m/00000000000000000000000000000000", http_base(&edge));
-    let r = reqwest::Client::new().delete(&url).bearer_auth(&t).send().await.unwrap();
+    let url = format!(
+        "{}/v1/whip/m/00000000000000000000000000000000",
+        http_base(&edge)
+    );
+    let r = reqwest::Client::new()
+        .delete(&url)
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = reqwest::Client::new()
         .patch(&url)
@@ -126,10 +153,16 @@ async fn unknown_whip_resources_are_404() {
 async fn cors_preflight_exposes_whip_headers() {
     let edge = start_edge(1).await;
     let r = reqwest::Client::new()
-        .request(reqwest::Method::OPTIONS, format!("{}/v1/whip/m", http_base(&edge)))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/whip/m", http_base(&edge)),
+        )
         .header("origin", "https://app.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization,content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
         .send()
         .await
         .unwrap();
@@ -141,14 +174,19 @@ async fn cors_preflight_exposes_whip_headers() {
         .send()
         .await
         .unwrap();
-    let exposed = r.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
     for h in ["location", "link", "etag"] {
         assert!(exposed.contains(h), "{exposed}");
     }
 }
 
 async fn ws_first_reply(edge: &arbor_edge::Edge, frames: &[&str]) -> Vec<Value> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(edge)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(edge))
+        .await
+        .unwrap();
     for f in frames {
         ws.send(Message::Text((*f).into())).await.unwrap();
     }
@@ -168,7 +206,12 @@ async fn signaling_rejects_bad_frames_clearly() {
     let edge = start_edge(1).await;
     let replies = ws_first_reply(
         &edge,
-        &[r#"{"type":"chat","text":"hi"}"#, r#"{"type":"dance"}"#, "garbage", r#"{"type":"ping","ts":5}"#],
+        &[
+            r#"{"type":"chat","text":"hi"}"#,
+            r#"{"type":"dance"}"#,
+            "garbage",
+            r#"{"type":"ping","ts":5}"#,
+        ],
     )
     .await;
     assert_eq!(replies[0]["code"], "not_joined");
@@ -176,7 +219,11 @@ async fn signaling_rejects_bad_frames_clearly() {
     assert_eq!(replies[2]["code"], "bad_message");
     assert_eq!(replies[3]["type"], "pong");
     let expired = token::mint(
-        &Claims::join(&relay_proto::MeetingId::new("m").unwrap(), "a", unix_now() - 3600),
+        &Claims::join(
+            &relay_proto::MeetingId::new("m").unwrap(),
+            "a",
+            unix_now() - 3600,
+        ),
         arbor_edge::config::DEV_API_KEY,
         arbor_edge::config::DEV_API_SECRET.as_bytes(),
     );
@@ -193,9 +240,13 @@ async fn garbage_datagrams_are_counted_not_fatal() {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut seed = 1u64;
     for i in 0..500usize {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let len = (seed >> 33) as usize % 1400;
-        let bytes: Vec<u8> = (0..len).map(|j| (seed >> (j % 56)) as u8 ^ i as u8).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|j| (seed >> (j % 56)) as u8 ^ i as u8)
+            .collect();
         sock.send_to(&bytes, udp).await.unwrap();
     }
     sock.send_to(&[0u8; 3000], udp).await.unwrap();
@@ -203,7 +254,12 @@ async fn garbage_datagrams_are_counted_not_fatal() {
     let mut dropped = 0.0;
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let text = reqwest::get(format!("{}/metrics", http_base(&edge))).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(format!("{}/metrics", http_base(&edge)))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         dropped = text
             .lines()
             .filter(|l| l.starts_with("arbor_udp_datagrams_dropped_total"))
@@ -214,6 +270,8 @@ async fn garbage_datagrams_are_counted_not_fatal() {
         }
     }
     assert!(dropped >= 400.0, "dropped {dropped}");
-    let r = reqwest::get(format!("{}/readyz", http_base(&edge))).await.unwrap();
+    let r = reqwest::get(format!("{}/readyz", http_base(&edge)))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }

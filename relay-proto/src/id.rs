@@ -26,7 +26,10 @@ pub enum IdError {
     #[error("{kind} may only contain letters, digits, '-', '_' and '.', found {found:?}")]
     BadChar { kind: &'static str, found: char },
     #[error("{kind} must look like {prefix}<16 hex digits>")]
-    BadHandle { kind: &'static str, prefix: &'static str },
+    BadHandle {
+        kind: &'static str,
+        prefix: &'static str,
+    },
 }
 
 fn check_name(kind: &'static str, s: &str) -> Result<(), IdError> {
@@ -179,7 +182,9 @@ handle_id!(
 
 /// The version of a meeting's tree. Updates with an older epoch than the one applied are
 /// ignored, which makes tree updates idempotent and safe to reorder.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
+)]
 pub struct TreeEpoch(pub u64);
 
 impl fmt::Display for TreeEpoch {
@@ -189,6 +194,7 @@ impl fmt::Display for TreeEpoch {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
     use proptest::prelude::*;

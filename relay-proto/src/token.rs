@@ -487,6 +487,7 @@ fn echo(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
     use proptest::prelude::*;

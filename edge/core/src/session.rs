@@ -92,8 +92,9 @@ pub enum SessionError {
     Crashed,
 }
 
-/// What one drain step produced.
+/// What one drain step produced. Not boxed on purpose: this is the per-packet path.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     Transmit(str0m::net::Transmit),
     Event(str0m::Event),
@@ -332,7 +333,11 @@ impl Session {
 
     /// Soft ICE restart for an ICE-lite server (WHIP/WHEP PATCH): new local credentials,
     /// the client's new remote ones. The nominated pair keeps carrying media meanwhile.
-    pub fn set_ice_credentials(&mut self, local: IceCreds, remote: IceCreds) -> Result<(), SessionError> {
+    pub fn set_ice_credentials(
+        &mut self,
+        local: IceCreds,
+        remote: IceCreds,
+    ) -> Result<(), SessionError> {
         let ufrag = local.ufrag.clone();
         guard(self, |rtc| {
             let mut api = rtc.direct_api();

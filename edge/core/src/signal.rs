@@ -403,6 +403,7 @@ impl ErrorCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
 
@@ -443,7 +444,8 @@ mod tests {
 
     #[test]
     fn server_messages_carry_their_type_tag() {
-        let json = serde_json::to_string(&ServerMsg::error(ErrorCode::MeetingFull, "full")).unwrap();
+        let json =
+            serde_json::to_string(&ServerMsg::error(ErrorCode::MeetingFull, "full")).unwrap();
         assert!(json.contains(r#""type":"error""#));
         assert!(json.contains(r#""code":"meeting_full""#));
         assert!(json.contains(r#""fatal":true"#));
@@ -453,7 +455,11 @@ mod tests {
 
     #[test]
     fn error_codes_serialize_as_documented() {
-        for code in [ErrorCode::TokenExpired, ErrorCode::BadSubscription, ErrorCode::Overloaded] {
+        for code in [
+            ErrorCode::TokenExpired,
+            ErrorCode::BadSubscription,
+            ErrorCode::Overloaded,
+        ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

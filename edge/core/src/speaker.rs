@@ -54,6 +54,7 @@ pub fn rank<K: Copy + Ord>(levels: impl Iterator<Item = (K, f32)>) -> Vec<(K, f3
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! The router end to end, in virtual time, with real str0m clients: simulcast layer choice
 //! by requested size and by downlink bandwidth, keyframe-gated switches, continuity.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -17,7 +18,10 @@ fn meeting() -> (Mesh, relay_proto::TrackId) {
     mesh.join("bob", ClientConfig::subscriber(mesh.epoch, 1, 1));
     mesh.join("carol", ClientConfig::subscriber(mesh.epoch, 1, 1));
     mesh.run(Duration::from_millis(1500));
-    assert!(mesh.peers[publisher].client.is_connected(), "publisher connects");
+    assert!(
+        mesh.peers[publisher].client.is_connected(),
+        "publisher connects"
+    );
     let track = mesh
         .tracks_seen(1)
         .into_iter()
@@ -38,7 +42,10 @@ fn subscribe(mesh: &mut Mesh, peer: usize, track: relay_proto::TrackId, max_heig
             max_height: Some(max_height),
         },
     );
-    mesh.peers[peer].client.set_expecting(mesh.now, mid, true).unwrap();
+    mesh.peers[peer]
+        .client
+        .set_expecting(mesh.now, mid, true)
+        .unwrap();
     let errors: Vec<_> = mesh.peers[peer]
         .inbox
         .iter()
@@ -67,7 +74,11 @@ fn subscribers_get_the_layer_their_tile_needs() {
     let big = video_slot(&mut mesh, 1);
     let small = video_slot(&mut mesh, 2);
     assert_eq!((big.width, big.height), (Some(1280), Some(720)), "{big:#?}");
-    assert_eq!((small.width, small.height), (Some(320), Some(180)), "{small:#?}");
+    assert_eq!(
+        (small.width, small.height),
+        (Some(320), Some(180)),
+        "{small:#?}"
+    );
     for s in [&big, &small] {
         assert!(s.frames > 80, "about 30 fps for 3 s: {s:#?}");
         assert_eq!(s.switches_without_keyframe, 0);
@@ -111,7 +122,10 @@ fn a_bandwidth_drop_steps_down_and_recovery_steps_back_up() {
         up.switches_without_keyframe, down.switches_without_keyframe,
         "every switch after recovery lands on a keyframe: {up:#?}"
     );
-    assert!(mesh.peers[1].dropped > 0, "the bottleneck really dropped packets");
+    assert!(
+        mesh.peers[1].dropped > 0,
+        "the bottleneck really dropped packets"
+    );
     assert_eq!(up.timestamp_regressions, 0);
 }
 
@@ -144,20 +158,31 @@ fn the_hundred_and_first_participant_is_refused() {
     let mut mesh = Mesh::new(Limits::default());
     for i in 0..100 {
         mesh.worker
-            .join(mesh.now, common::admission("m", &format!("p{i}")), edge_core::Role::Meeting)
+            .join(
+                mesh.now,
+                common::admission("m", &format!("p{i}")),
+                edge_core::Role::Meeting,
+            )
             .unwrap();
     }
-    let r = mesh
-        .worker
-        .join(mesh.now, common::admission("m", "late"), edge_core::Role::Meeting);
+    let r = mesh.worker.join(
+        mesh.now,
+        common::admission("m", "late"),
+        edge_core::Role::Meeting,
+    );
     let refusal = r.unwrap_err();
     assert_eq!(refusal.code, edge_core::signal::ErrorCode::MeetingFull);
     assert!(refusal.message.contains("100"));
     // Another meeting on the same worker is unaffected.
-    assert!(mesh
-        .worker
-        .join(mesh.now, common::admission("other", "x"), edge_core::Role::Meeting)
-        .is_ok());
+    assert!(
+        mesh.worker
+            .join(
+                mesh.now,
+                common::admission("other", "x"),
+                edge_core::Role::Meeting
+            )
+            .is_ok()
+    );
 }
 
 #[test]
@@ -168,7 +193,11 @@ fn keyframe_requests_from_many_subscribers_are_merged() {
         .map(|i| mesh.join(&format!("s{i}"), ClientConfig::subscriber(mesh.epoch, 1, 0)))
         .collect();
     mesh.run(Duration::from_millis(1500));
-    let track = mesh.tracks_seen(subs[0]).into_iter().find(|t| t.kind == Kind::Video).unwrap();
+    let track = mesh
+        .tracks_seen(subs[0])
+        .into_iter()
+        .find(|t| t.kind == Kind::Video)
+        .unwrap();
     for &s in &subs {
         subscribe(&mut mesh, s, track.id, 720);
     }
@@ -198,21 +227,44 @@ fn garbage_and_unknown_sources_are_dropped_and_counted() {
     let stranger = "10.9.9.9:1234".parse().unwrap();
     let dest = common::EDGE;
     // A DTLS ClientHello-looking datagram from an address no session validated.
-    mesh.worker
-        .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[22, 254, 253, 0, 0]);
+    mesh.worker.handle_receive(
+        mesh.now,
+        str0m::net::Protocol::Udp,
+        stranger,
+        dest,
+        &[22, 254, 253, 0, 0],
+    );
     // RTP-looking bytes from a stranger, an empty datagram, an oversize datagram.
-    mesh.worker
-        .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[0x80; 40]);
+    mesh.worker.handle_receive(
+        mesh.now,
+        str0m::net::Protocol::Udp,
+        stranger,
+        dest,
+        &[0x80; 40],
+    );
     mesh.worker
         .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[]);
-    mesh.worker
-        .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[0x80; 2000]);
+    mesh.worker.handle_receive(
+        mesh.now,
+        str0m::net::Protocol::Udp,
+        stranger,
+        dest,
+        &[0x80; 2000],
+    );
     // Forged DTLS from a real participant's address is still checked by its session.
     let alice = mesh.peers[0].addr;
-    mesh.worker
-        .handle_receive(mesh.now, str0m::net::Protocol::Udp, alice, dest, &[22, 254, 253, 0, 0, 0, 0]);
+    mesh.worker.handle_receive(
+        mesh.now,
+        str0m::net::Protocol::Udp,
+        alice,
+        dest,
+        &[22, 254, 253, 0, 0, 0, 0],
+    );
     let after = mesh.worker.stats();
-    assert_eq!(after.dropped_unknown_source - before.dropped_unknown_source, 2);
+    assert_eq!(
+        after.dropped_unknown_source - before.dropped_unknown_source,
+        2
+    );
     assert_eq!(after.dropped_oversize - before.dropped_oversize, 1);
     assert!(after.dropped_malformed > before.dropped_malformed);
     // The meeting carries on.

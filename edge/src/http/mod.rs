@@ -61,7 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dev/token", post(dev_token))
         .route(
             "/v1/whip/{meeting}",
-            post(whip::whip_post).options(whip::options).get(whip::get_ok),
+            post(whip::whip_post)
+                .options(whip::options)
+                .get(whip::get_ok),
         )
         .route(
             "/v1/whep/{meeting}",
@@ -106,7 +108,11 @@ fn cors(origins: &[String]) -> CorsLayer {
             Method::OPTIONS,
             Method::HEAD,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_MATCH])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
         .expose_headers([header::LOCATION, header::LINK, header::ETAG])
 }
 
@@ -120,11 +126,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let body = s.metrics.render(&s.media.stats());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// An API error: a status and a JSON body `{"error": code, "message": text}`.
@@ -299,7 +301,13 @@ pub fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 

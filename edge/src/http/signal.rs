@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use edge_core::signal::{ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, ServerMsg};
 use relay_proto::ParticipantId;
@@ -142,7 +142,11 @@ async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined)> 
         };
         if state.media.send(worker, cmd).is_err() {
             state.metrics.join_result("overloaded");
-            send(ws, &ServerMsg::error(ErrorCode::Overloaded, "the edge is busy")).await;
+            send(
+                ws,
+                &ServerMsg::error(ErrorCode::Overloaded, "the edge is busy"),
+            )
+            .await;
             close_ref(ws, CLOSE_TRY_AGAIN, "overloaded").await;
             return None;
         }

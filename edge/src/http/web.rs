@@ -13,13 +13,19 @@ include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { asset("index.html") }))
-        .route("/{*path}", get(|Path(p): Path<String>| async move { asset(&p) }))
+        .route(
+            "/{*path}",
+            get(|Path(p): Path<String>| async move { asset(&p) }),
+        )
 }
 
 fn asset(path: &str) -> Response {
     match ASSETS.iter().find(|(p, _, _)| *p == path) {
         Some((_, ty, bytes)) => (
-            [(header::CONTENT_TYPE, *ty), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, *ty),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             *bytes,
         )
             .into_response(),
@@ -33,6 +39,10 @@ mod tests {
 
     #[test]
     fn the_client_is_embedded() {
-        assert!(ASSETS.iter().any(|(p, ty, _)| *p == "index.html" && ty.starts_with("text/html")));
+        assert!(
+            ASSETS
+                .iter()
+                .any(|(p, ty, _)| *p == "index.html" && ty.starts_with("text/html"))
+        );
     }
 }

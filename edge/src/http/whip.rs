@@ -76,11 +76,16 @@ pub(super) async fn whep_post(
 }
 
 fn meeting_of(raw: &str) -> Result<MeetingId, ApiError> {
-    MeetingId::new(raw).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))
+    MeetingId::new(raw)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))
 }
 
 /// Verifies the bearer token and that it is for this meeting.
-fn authorize(state: &AppState, headers: &HeaderMap, meeting: &MeetingId) -> Result<relay_proto::token::Grants, ApiError> {
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    meeting: &MeetingId,
+) -> Result<relay_proto::token::Grants, ApiError> {
     let grants = verify(state, bearer(headers)?)?;
     if &grants.meeting != meeting {
         return Err(ApiError::new(
@@ -112,8 +117,13 @@ async fn post(
             "the offer must be sent as Content-Type: application/sdp",
         ));
     }
-    let offer = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "sdp_invalid", "the offer is not UTF-8"))?;
+    let offer = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "sdp_invalid",
+            "the offer is not UTF-8",
+        )
+    })?;
     if !offer.trim_start().starts_with("v=0") {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -175,7 +185,13 @@ fn resource(state: &AppState, meeting: &MeetingId, id: &str) -> Result<Resource,
         .ok()
         .and_then(|r| r.get(id).cloned())
         .filter(|r| &r.meeting == meeting)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such WHIP/WHEP session"))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such WHIP/WHEP session",
+            )
+        })
 }
 
 fn forget(state: &AppState, id: &str) {
@@ -217,8 +233,13 @@ pub(super) async fn patch(
             "the ETag does not match the current ICE session",
         ));
     }
-    let fragment = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the fragment is not UTF-8"))?;
+    let fragment = String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the fragment is not UTF-8",
+        )
+    })?;
     let (reply, rx) = oneshot::channel();
     state
         .media
@@ -244,10 +265,10 @@ pub(super) async fn patch(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let etag = format!("\"{}\"", random_id());
-    if let Ok(mut r) = state.resources.lock() {
-        if let Some(r) = r.get_mut(&id) {
-            r.etag = etag.clone();
-        }
+    if let Ok(mut r) = state.resources.lock()
+        && let Some(r) = r.get_mut(&id)
+    {
+        r.etag = etag.clone();
     }
     let body = format!(
         "a=ice-lite\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
@@ -256,7 +277,10 @@ pub(super) async fn patch(
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, "application/trickle-ice-sdpfrag".to_owned()),
+            (
+                header::CONTENT_TYPE,
+                "application/trickle-ice-sdpfrag".to_owned(),
+            ),
             (header::ETAG, etag),
         ],
         body,

@@ -1,6 +1,6 @@
 //! Starting a real edge on loopback for integration tests, and minting tokens for it.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -31,13 +31,21 @@ pub fn unix_now() -> u64 {
 
 /// A valid token for `identity` in `meeting`, signed with the dev key.
 pub fn token(meeting: &str, identity: &str) -> String {
-    let claims = Claims::join(&MeetingId::new(meeting).unwrap(), identity, unix_now() + 3600);
+    let claims = Claims::join(
+        &MeetingId::new(meeting).unwrap(),
+        identity,
+        unix_now() + 3600,
+    );
     token::mint(&claims, DEV_API_KEY, DEV_API_SECRET.as_bytes())
 }
 
 pub fn subscriber_token(meeting: &str, identity: &str) -> String {
-    let claims = Claims::join(&MeetingId::new(meeting).unwrap(), identity, unix_now() + 3600)
-        .subscriber_only();
+    let claims = Claims::join(
+        &MeetingId::new(meeting).unwrap(),
+        identity,
+        unix_now() + 3600,
+    )
+    .subscriber_only();
     token::mint(&claims, DEV_API_KEY, DEV_API_SECRET.as_bytes())
 }
 

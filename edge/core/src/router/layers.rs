@@ -117,6 +117,7 @@ pub fn nominal_bitrate_bps(height: u32) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -154,10 +155,20 @@ mod tests {
 
     #[test]
     fn speaker_is_upgraded_before_thumbnails() {
-        let slots = [slot(Some(720), None), slot(Some(180), None), slot(Some(180), None)];
-        assert_eq!(allocate(&slots, Some(10_000_000)), [Some(2), Some(0), Some(0)]);
+        let slots = [
+            slot(Some(720), None),
+            slot(Some(180), None),
+            slot(Some(180), None),
+        ];
+        assert_eq!(
+            allocate(&slots, Some(10_000_000)),
+            [Some(2), Some(0), Some(0)]
+        );
         // 1.8 Mbit/s: the floor costs 450k, the speaker's upgrade to 720p costs 1.35M more.
-        assert_eq!(allocate(&slots, Some(1_800_000)), [Some(2), Some(0), Some(0)]);
+        assert_eq!(
+            allocate(&slots, Some(1_800_000)),
+            [Some(2), Some(0), Some(0)]
+        );
         assert_eq!(allocate(&slots, Some(900_000)), [Some(1), Some(0), Some(0)]);
         // Below the floor everyone keeps the lowest layer rather than freezing.
         assert_eq!(allocate(&slots, Some(100_000)), [Some(0), Some(0), Some(0)]);

@@ -152,7 +152,9 @@ impl Track {
                     }
                 })
                 .collect(),
-            codec: self.codec.map_or_else(String::new, |c| format!("{c:?}").to_uppercase()),
+            codec: self
+                .codec
+                .map_or_else(String::new, |c| format!("{c:?}").to_uppercase()),
         }
     }
 }
@@ -241,7 +243,11 @@ impl Slot {
         };
         let can_start = keyframe_start || self.kind == Kind::Audio;
         if layer == want && self.cur != Some(want) {
-            return if can_start { Verdict::Switch } else { Verdict::Drop };
+            return if can_start {
+                Verdict::Switch
+            } else {
+                Verdict::Drop
+            };
         }
         if self.cur == Some(layer) {
             Verdict::Forward
@@ -267,7 +273,11 @@ impl RateMeter {
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= Self::WINDOW {
             let sample = self.window_bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
-            self.bps = if self.bps == 0 { sample } else { (self.bps * 3 + sample) / 4 };
+            self.bps = if self.bps == 0 {
+                sample
+            } else {
+                (self.bps * 3 + sample) / 4
+            };
             self.window_start = Some(now);
             self.window_bytes = 0;
         }
@@ -281,6 +291,7 @@ impl RateMeter {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
 

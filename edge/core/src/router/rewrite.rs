@@ -123,7 +123,13 @@ impl Rewriter {
 
     /// Maps a packet of the current input. `None` when there is no current input, or the
     /// packet predates the switch point.
-    pub fn rewrite(&mut self, now: Instant, in_seq: u64, in_ts: u32, vp8: Vp8Ids) -> Option<Rewritten> {
+    pub fn rewrite(
+        &mut self,
+        now: Instant,
+        in_seq: u64,
+        in_ts: u32,
+        vp8: Vp8Ids,
+    ) -> Option<Rewritten> {
         let anchor = self.anchor?;
         if in_seq < anchor.first_in_seq {
             return None;
@@ -165,6 +171,7 @@ impl Rewriter {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
     use proptest::prelude::*;

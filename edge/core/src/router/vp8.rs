@@ -70,13 +70,27 @@ fn keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// X=1, S=1, PID=0; I=1, L=1; 15-bit picture id 0x1234; TL0 7; keyframe 640x360.
     const KEY: [u8; 15] = [
-        0x90, 0xc0, 0x80 | 0x12, 0x34, 7, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68,
+        0x90,
+        0xc0,
+        0x80 | 0x12,
+        0x34,
+        7,
+        0x10,
+        0x02,
+        0x00,
+        0x9d,
+        0x01,
+        0x2a,
+        0x80,
+        0x02,
+        0x68,
         0x01,
     ];
 

@@ -55,7 +55,7 @@ fn inspect(codec: Option<Codec>, kind: Kind, payload: &[u8]) -> PayloadInfo {
 impl Worker {
     /// A packet from a publisher: update its layer, then fan it out to the slots bound to
     /// its track.
-    pub(super) fn route(&mut self, now: Instant, from: ParticipantId, pkt: RtpPacket) {
+    pub(super) fn route(&mut self, now: Instant, from: ParticipantId, pkt: &RtpPacket) {
         self.stats.rtp_in += 1;
         self.stats.rtp_bytes_in += pkt.payload.len() as u64;
         let Some(p) = self.participants.get_mut(&from) else {
@@ -78,11 +78,11 @@ impl Worker {
         let Some(track) = m.tracks.get_mut(&tid) else {
             return;
         };
-        if track.params.is_none() {
-            if let Some(params) = params {
-                track.codec = Some(params.spec().codec);
-                track.params = Some(params);
-            }
+        if track.params.is_none()
+            && let Some(params) = params
+        {
+            track.codec = Some(params.spec().codec);
+            track.params = Some(params);
         }
         let Some(layer_idx) = track.layer_index(rid.as_ref()) else {
             return;
@@ -90,7 +90,9 @@ impl Worker {
         let info = inspect(track.codec, track.kind, &pkt.payload);
         let layer = &mut track.layers[layer_idx];
         layer.last_packet = Some(now);
-        layer.rate.add(now, pkt.payload.len() + pkt.header.header_len);
+        layer
+            .rate
+            .add(now, pkt.payload.len() + pkt.header.header_len);
         let mut resized = false;
         if info.keyframe_start && track.kind == Kind::Video {
             layer.gate.on_keyframe();
@@ -100,13 +102,13 @@ impl Worker {
                 layer.height = h;
             }
         }
-        if track.kind == Kind::Audio {
-            if let Some(level) = pkt.header.ext_vals.audio_level {
-                m.levels
-                    .entry(tid)
-                    .or_default()
-                    .handle_level(now, level.saturating_abs());
-            }
+        if track.kind == Kind::Audio
+            && let Some(level) = pkt.header.ext_vals.audio_level
+        {
+            m.levels
+                .entry(tid)
+                .or_default()
+                .handle_level(now, level.saturating_abs());
         }
         if resized {
             for (sub, _) in &track.subscribers {
@@ -118,7 +120,7 @@ impl Worker {
         let latency_us = now.saturating_duration_since(pkt.timestamp).as_micros() as u64;
         let subscribers = track.subscribers.clone();
         for (sub, slot_mid) in subscribers {
-            if self.forward(now, sub, slot_mid, tid, layer_idx, &pkt, info) {
+            if self.forward(now, sub, slot_mid, tid, layer_idx, pkt, info) {
                 self.stats.rtp_forwarded += 1;
                 self.stats.rtp_bytes_forwarded += pkt.payload.len() as u64;
                 self.stats.record_latency(latency_us);
@@ -159,7 +161,10 @@ impl Worker {
             return false;
         }
         if slot.pt.is_none() {
-            slot.pt = track.params.as_ref().and_then(|pp| session.send_pt(slot_mid, pp));
+            slot.pt = track
+                .params
+                .as_ref()
+                .and_then(|pp| session.send_pt(slot_mid, pp));
         }
         let Some(pt) = slot.pt else {
             return false;
@@ -173,7 +178,8 @@ impl Worker {
             let previous = slot.cur.replace(layer);
             let out = slot.rewriter.switch(now, in_seq, pkt.header.timestamp, ids);
             if previous.is_some() {
-                let up = track.layers[layer].height > previous.map_or(0, |i| track.layers[i].height);
+                let up =
+                    track.layers[layer].height > previous.map_or(0, |i| track.layers[i].height);
                 if up {
                     self.stats.layer_switches_up += 1;
                 } else {
@@ -182,7 +188,8 @@ impl Worker {
             }
             Some(out)
         } else {
-            slot.rewriter.rewrite(now, in_seq, pkt.header.timestamp, ids)
+            slot.rewriter
+                .rewrite(now, in_seq, pkt.header.timestamp, ids)
         };
         let Some(out) = out else {
             return false;
@@ -204,16 +211,18 @@ impl Worker {
         .marker(pkt.header.marker)
         .ext_vals(ext)
         .nackable(slot.kind == Kind::Video);
-        if let (Some(v), Some(pic)) = (info.vp8, out.picture_id) {
-            if let Ok(desc) = Vp8Descriptor::parse(&pkt.payload) {
-                let short = v.picture_id.is_some_and(|(_, wide)| !wide);
-                let mut b = desc.patch().picture_id(if short { pic & 0x7f } else { pic });
-                if let Some(t) = out.tl0_pic_idx {
-                    b = b.tl0_pic_idx(t);
-                }
-                if let Ok(patch) = b.build() {
-                    write = write.vp8_patch(patch);
-                }
+        if let (Some(v), Some(pic)) = (info.vp8, out.picture_id)
+            && let Ok(desc) = Vp8Descriptor::parse(&pkt.payload)
+        {
+            let short = v.picture_id.is_some_and(|(_, wide)| !wide);
+            let mut b = desc
+                .patch()
+                .picture_id(if short { pic & 0x7f } else { pic });
+            if let Some(t) = out.tl0_pic_idx {
+                b = b.tl0_pic_idx(t);
+            }
+            if let Ok(patch) = b.build() {
+                write = write.vp8_patch(patch);
             }
         }
         let report = (slot.cur != slot.reported && slot.kind == Kind::Video).then(|| {
@@ -232,10 +241,10 @@ impl Worker {
                 .map(|tx| tx.write_rtp(write))
                 .is_some()
         });
-        if let Some(msg) = report {
-            if p.role == Role::Meeting {
-                self.send(sub, msg);
-            }
+        if let Some(msg) = report
+            && p.role == Role::Meeting
+        {
+            self.send(sub, msg);
         }
         self.drain(now, sub);
         matches!(written, Ok(true))
@@ -290,10 +299,10 @@ impl Worker {
         for ((i, _), (c, lo)) in views.iter().zip(choice.iter().zip(&layer_orders)) {
             let want = c.map(|k| lo[k]);
             let slot = &mut p.slots[*i];
-            if slot.set_want(want) {
-                if let (Some(tid), Some(w)) = (slot.track, want) {
-                    requests.push((tid, w));
-                }
+            if slot.set_want(want)
+                && let (Some(tid), Some(w)) = (slot.track, want)
+            {
+                requests.push((tid, w));
             }
         }
         for slot in p.slots.iter_mut().filter(|s| s.kind == Kind::Audio) {
@@ -315,8 +324,18 @@ impl Worker {
     }
 
     /// Asks a track's publisher for a keyframe on one layer, through the layer's gate.
-    pub(super) fn request_keyframe(&mut self, now: Instant, meeting: &MeetingId, tid: TrackId, layer: usize) {
-        let Some(track) = self.meetings.get_mut(meeting).and_then(|m| m.tracks.get_mut(&tid)) else {
+    pub(super) fn request_keyframe(
+        &mut self,
+        now: Instant,
+        meeting: &MeetingId,
+        tid: TrackId,
+        layer: usize,
+    ) {
+        let Some(track) = self
+            .meetings
+            .get_mut(meeting)
+            .and_then(|m| m.tracks.get_mut(&tid))
+        else {
             return;
         };
         if track.kind != Kind::Video {
@@ -334,8 +353,18 @@ impl Worker {
         }
     }
 
-    fn send_pli(&mut self, now: Instant, owner: ParticipantId, mid: Mid, rid: Option<str0m::media::Rid>) {
-        let Some(s) = self.participants.get_mut(&owner).and_then(|p| p.session.as_mut()) else {
+    fn send_pli(
+        &mut self,
+        now: Instant,
+        owner: ParticipantId,
+        mid: Mid,
+        rid: Option<str0m::media::Rid>,
+    ) {
+        let Some(s) = self
+            .participants
+            .get_mut(&owner)
+            .and_then(|p| p.session.as_mut())
+        else {
             return;
         };
         let sent = s.with_rtc(|rtc| {
@@ -404,7 +433,11 @@ impl Worker {
         }
     }
 
-    pub(super) fn on_egress_stats(&mut self, id: ParticipantId, s: &str0m::stats::MediaEgressStats) {
+    pub(super) fn on_egress_stats(
+        &mut self,
+        id: ParticipantId,
+        s: &str0m::stats::MediaEgressStats,
+    ) {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
@@ -442,17 +475,35 @@ impl Worker {
             p.published.retain(|(_, t)| *t != tid);
         }
         for (sub, mid) in &track.subscribers {
-            if let Some(slot) = self.participants.get_mut(sub).and_then(|p| p.slot_mut(*mid)) {
+            if let Some(slot) = self
+                .participants
+                .get_mut(sub)
+                .and_then(|p| p.slot_mut(*mid))
+            {
                 slot.bind(None);
             }
         }
-        self.broadcast(meeting, None, &ServerMsg::TrackUnpublished { track_id: tid });
+        self.broadcast(
+            meeting,
+            None,
+            &ServerMsg::TrackUnpublished { track_id: tid },
+        );
         self.refresh_whep(meeting);
     }
 
     /// Removes one slot from a track's subscriber list.
-    pub(crate) fn detach_subscriber(&mut self, meeting: &MeetingId, tid: TrackId, sub: ParticipantId, mid: Mid) {
-        if let Some(t) = self.meetings.get_mut(meeting).and_then(|m| m.tracks.get_mut(&tid)) {
+    pub(crate) fn detach_subscriber(
+        &mut self,
+        meeting: &MeetingId,
+        tid: TrackId,
+        sub: ParticipantId,
+        mid: Mid,
+    ) {
+        if let Some(t) = self
+            .meetings
+            .get_mut(meeting)
+            .and_then(|m| m.tracks.get_mut(&tid))
+        {
             t.subscribers.retain(|s| *s != (sub, mid));
         }
     }
@@ -461,9 +512,10 @@ impl Worker {
     pub(super) fn rank_speakers(&mut self, now: Instant) {
         let mut announce = Vec::new();
         for m in self.meetings.values_mut() {
-            let levels = m.levels.iter().filter_map(|(tid, meter)| {
-                m.tracks.get(tid).map(|t| (t.owner, meter.level(now)))
-            });
+            let levels = m
+                .levels
+                .iter()
+                .filter_map(|(tid, meter)| m.tracks.get(tid).map(|t| (t.owner, meter.level(now))));
             let ranked = speaker::rank(levels);
             let order: Vec<ParticipantId> = ranked.iter().map(|(p, _)| *p).collect();
             if order != m.speakers {
@@ -501,7 +553,13 @@ impl Worker {
             }
         }
         for (id, quality, downlink_bps) in changed {
-            self.send(id, ServerMsg::ConnectionQuality { quality, downlink_bps });
+            self.send(
+                id,
+                ServerMsg::ConnectionQuality {
+                    quality,
+                    downlink_bps,
+                },
+            );
         }
     }
 
@@ -516,13 +574,21 @@ impl Worker {
             .participants
             .iter()
             .copied()
-            .filter(|p| self.participants.get(p).is_some_and(|p| p.role == Role::Whep))
+            .filter(|p| {
+                self.participants
+                    .get(p)
+                    .is_some_and(|p| p.role == Role::Whep)
+            })
             .collect();
         if viewers.is_empty() {
             return;
         }
         let role_of = |t: &Track| self.participants.get(&t.owner).map(|p| p.role);
-        let mut videos: Vec<&Track> = m.tracks.values().filter(|t| t.kind == Kind::Video).collect();
+        let mut videos: Vec<&Track> = m
+            .tracks
+            .values()
+            .filter(|t| t.kind == Kind::Video)
+            .collect();
         videos.sort_by_key(|t| {
             (
                 role_of(t) != Some(Role::Whip),
@@ -533,7 +599,11 @@ impl Worker {
         });
         let video = videos.first().map(|t| t.id);
         let owner = videos.first().map(|t| t.owner);
-        let mut audios: Vec<&Track> = m.tracks.values().filter(|t| t.kind == Kind::Audio).collect();
+        let mut audios: Vec<&Track> = m
+            .tracks
+            .values()
+            .filter(|t| t.kind == Kind::Audio)
+            .collect();
         audios.sort_by_key(|t| (Some(t.owner) != owner, t.id));
         let audio = audios.first().map(|t| t.id);
         for v in viewers {

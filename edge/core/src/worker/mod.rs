@@ -45,8 +45,8 @@ use crate::meeting::{Meeting, Participant};
 use crate::session::{Session, SessionConfig, Step};
 use crate::signal::{IceServer, LeaveReason, ServerMsg};
 
-pub use stats::{LATENCY_BUCKETS_US, WorkerStats};
 pub use signaling::Refusal;
+pub use stats::{LATENCY_BUCKETS_US, WorkerStats};
 pub use whip::{ApiError, ApiErrorKind, IceRestart};
 
 /// Largest datagram accepted; larger ones are dropped and counted (an Ethernet MTU).
@@ -251,10 +251,10 @@ impl Worker {
             self.timers.pop_first();
             if let Some(p) = self.participants.get_mut(&pid) {
                 p.timeout = None;
-                if let Some(s) = p.session.as_mut() {
-                    if s.handle_timeout(now).is_err() {
-                        self.doom(pid, LeaveReason::Timeout);
-                    }
+                if let Some(s) = p.session.as_mut()
+                    && s.handle_timeout(now).is_err()
+                {
+                    self.doom(pid, LeaveReason::Timeout);
                 }
                 self.drain(now, pid);
             }
@@ -283,7 +283,9 @@ impl Worker {
         let next = self
             .timers
             .first()
-            .map_or(self.next_housekeeping, |(t, _)| (*t).min(self.next_housekeeping));
+            .map_or(self.next_housekeeping, |(t, _)| {
+                (*t).min(self.next_housekeeping)
+            });
         Output::Timeout(next)
     }
 
@@ -324,10 +326,10 @@ impl Worker {
     /// Remembers that `addr` reached `pid` with a STUN request it accepted. An address that
     /// already belongs to a live participant keeps its owner: a forged STUN cannot steal it.
     fn remember_addr(&mut self, pid: ParticipantId, addr: SocketAddr) {
-        if let Some(owner) = self.by_addr.get(&addr) {
-            if *owner == pid || self.participants.contains_key(owner) {
-                return;
-            }
+        if let Some(owner) = self.by_addr.get(&addr)
+            && (*owner == pid || self.participants.contains_key(owner))
+        {
+            return;
         }
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
@@ -399,7 +401,7 @@ impl Worker {
 
     fn handle_event(&mut self, now: Instant, pid: ParticipantId, event: Event) {
         match event {
-            Event::RtpPacket(pkt) => self.route(now, pid, pkt),
+            Event::RtpPacket(pkt) => self.route(now, pid, &pkt),
             Event::KeyframeRequest(req) => self.on_keyframe_request(now, pid, req.mid),
             Event::EgressBitrateEstimate(kind) => {
                 let bps = match kind {
@@ -560,6 +562,3 @@ fn stun_local_ufrag(bytes: &[u8]) -> Option<String> {
     let (local, _remote) = msg.split_username()?;
     Some(local.to_owned())
 }
-
-#[cfg(test)]
-mod tests;

@@ -44,7 +44,10 @@ impl Worker {
         if let Some(old) = self.find_identity(&admission) {
             self.remove(now, old, LeaveReason::Replaced);
         }
-        let count = self.meetings.get(&meeting).map_or(0, |m| m.participants.len());
+        let count = self
+            .meetings
+            .get(&meeting)
+            .map_or(0, |m| m.participants.len());
         if count >= self.cfg.limits.max_participants {
             self.stats.joins_refused += 1;
             return Err(Refusal::new(
@@ -160,10 +163,11 @@ impl Worker {
     /// The participant's signaling socket closed. Media goes on; the participant is removed
     /// if no `resume` comes within the grace period.
     pub fn signal_closed(&mut self, now: Instant, id: ParticipantId) {
-        if let Some(p) = self.participants.get_mut(&id) {
-            if p.role == Role::Meeting && p.signal_lost_at.is_none() {
-                p.signal_lost_at = Some(now);
-            }
+        if let Some(p) = self.participants.get_mut(&id)
+            && p.role == Role::Meeting
+            && p.signal_lost_at.is_none()
+        {
+            p.signal_lost_at = Some(now);
         }
     }
 
@@ -244,7 +248,9 @@ impl Worker {
             },
             participants: others,
             tracks,
-            chat: m.map(|m| m.chat.iter().cloned().collect()).unwrap_or_default(),
+            chat: m
+                .map(|m| m.chat.iter().cloned().collect())
+                .unwrap_or_default(),
             ice_servers: self.cfg.ice_servers.clone(),
             limits: Limits {
                 max_participants: limits.max_participants,
@@ -274,7 +280,10 @@ impl Worker {
         if publish.len() > self.cfg.limits.max_publications {
             return Err(Refusal::new(
                 ErrorCode::SdpInvalid,
-                format!("at most {} published tracks", self.cfg.limits.max_publications),
+                format!(
+                    "at most {} published tracks",
+                    self.cfg.limits.max_publications
+                ),
             ));
         }
         let answer = self.apply_offer(now, id, sdp)?;
@@ -365,7 +374,10 @@ impl Worker {
             let Some((kind, dir)) = session.media(mid) else {
                 return Err(Refusal::new(
                     ErrorCode::SdpInvalid,
-                    format!("publish names mid {:?}, which the offer does not have", publication.mid),
+                    format!(
+                        "publish names mid {:?}, which the offer does not have",
+                        publication.mid
+                    ),
                 ));
             };
             if !matches!(dir, Direction::RecvOnly | Direction::SendRecv) {
@@ -461,7 +473,11 @@ impl Worker {
         }
         let meeting = p.admission.meeting.clone();
         let bad = |m: String| Err(Refusal::new(ErrorCode::BadSubscription, m));
-        let Some(track) = self.meetings.get(&meeting).and_then(|m| m.tracks.get(&track_id)) else {
+        let Some(track) = self
+            .meetings
+            .get(&meeting)
+            .and_then(|m| m.tracks.get(&track_id))
+        else {
             return bad(format!("no track {track_id} in this meeting"));
         };
         if track.owner == id {
@@ -472,7 +488,9 @@ impl Worker {
         }
         let mid = Mid::from(mid);
         let Some(slot) = p.slots.iter().find(|s| s.mid == mid) else {
-            return bad(format!("{mid} is not a receive slot of yours (recvonly m-line)"));
+            return bad(format!(
+                "{mid} is not a receive slot of yours (recvonly m-line)"
+            ));
         };
         if slot.kind != track.kind {
             return bad(format!(
@@ -490,10 +508,10 @@ impl Worker {
             }
         }
         let previous = slot.track;
-        if let Some(prev) = previous {
-            if prev != track_id {
-                self.detach_subscriber(&meeting, prev, id, mid);
-            }
+        if let Some(prev) = previous
+            && prev != track_id
+        {
+            self.detach_subscriber(&meeting, prev, id, mid);
         }
         if previous != Some(track_id) {
             let t = self
@@ -568,7 +586,11 @@ impl Worker {
         };
         if track.muted != muted {
             track.muted = muted;
-            self.broadcast(&meeting, Some(id), &ServerMsg::TrackMuted { track_id, muted });
+            self.broadcast(
+                &meeting,
+                Some(id),
+                &ServerMsg::TrackMuted { track_id, muted },
+            );
         }
         Ok(())
     }

@@ -5,7 +5,9 @@
 
 /// Upper bounds (µs) of the forwarding-latency histogram buckets: the time from a packet's
 /// arrival at the edge to its hand-over to the subscriber's session. The last bucket is +Inf.
-pub const LATENCY_BUCKETS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000];
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000,
+];
 
 #[derive(Debug, Default, Clone)]
 pub struct WorkerStats {
@@ -54,6 +56,7 @@ impl WorkerStats {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick an arbitrary epoch
 mod tests {
     use super::*;
 

@@ -93,7 +93,12 @@ impl Worker {
         result.map(|answer| (id, answer))
     }
 
-    fn whip_accept(&mut self, now: Instant, id: ParticipantId, offer: &str) -> Result<String, ApiError> {
+    fn whip_accept(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        offer: &str,
+    ) -> Result<String, ApiError> {
         let answer = self.apply_offer(now, id, offer)?;
         let session = self.participants[&id].session.as_ref().expect("applied");
         let publish: Vec<Publication> = session
@@ -174,7 +179,10 @@ impl Worker {
         let mut restart = None;
         if let (Some(ufrag), Some(pass)) = (ufrag, pwd) {
             if ufrag.is_empty() || pass.is_empty() || ufrag.len() > 256 || pass.len() > 256 {
-                return Err(ApiError::new(ApiErrorKind::BadRequest, "empty or oversized ICE credentials"));
+                return Err(ApiError::new(
+                    ApiErrorKind::BadRequest,
+                    "empty or oversized ICE credentials",
+                ));
             }
             let ours = loop {
                 let c = crate::session::ice_creds(&mut self.rng);
@@ -198,7 +206,10 @@ impl Worker {
         }
         let p = self.participants.get_mut(&id).expect("checked");
         if let Some(s) = p.session.as_mut() {
-            for line in fragment.lines().filter(|l| l.trim().starts_with("a=candidate")) {
+            for line in fragment
+                .lines()
+                .filter(|l| l.trim().starts_with("a=candidate"))
+            {
                 s.add_remote_candidate(line)
                     .map_err(|e| ApiError::new(ApiErrorKind::Unprocessable, e.to_string()))?;
             }
@@ -219,7 +230,12 @@ impl Worker {
     }
 
     /// Binds a WHEP viewer's video and audio slots to the given tracks.
-    pub(super) fn bind_whep(&mut self, viewer: ParticipantId, video: Option<TrackId>, audio: Option<TrackId>) {
+    pub(super) fn bind_whep(
+        &mut self,
+        viewer: ParticipantId,
+        video: Option<TrackId>,
+        audio: Option<TrackId>,
+    ) {
         let Some(p) = self.participants.get_mut(&viewer) else {
             return;
         };
@@ -227,11 +243,11 @@ impl Worker {
         let mut changes = Vec::new();
         for kind in [Kind::Video, Kind::Audio] {
             let target = if kind == Kind::Video { video } else { audio };
-            if let Some(slot) = p.slots.iter_mut().find(|s| s.kind == kind) {
-                if slot.track != target {
-                    changes.push((slot.mid, slot.track, target));
-                    slot.bind(target);
-                }
+            if let Some(slot) = p.slots.iter_mut().find(|s| s.kind == kind)
+                && slot.track != target
+            {
+                changes.push((slot.mid, slot.track, target));
+                slot.bind(target);
             }
         }
         p.alloc_dirty = true;

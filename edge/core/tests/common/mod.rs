@@ -6,7 +6,8 @@
 //! jumps from one event to the next, so ten seconds of a meeting run in well under a second
 //! of CPU and every run is the same.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::disallowed_methods)] // a test picks its virtual epoch
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -134,7 +135,10 @@ impl Mesh {
         let offer = self.peers[n].client.create_offer(self.now).unwrap();
         self.send(n, offer.to_msg_core());
         let answer = self.take_answer(n);
-        self.peers[n].client.accept_answer(self.now, &answer).unwrap();
+        self.peers[n]
+            .client
+            .accept_answer(self.now, &answer)
+            .unwrap();
         self.drain_client(n);
         n
     }
@@ -176,8 +180,13 @@ impl Mesh {
             while self.wire.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
                 let Reverse(f) = self.wire.pop().unwrap();
                 if f.to_edge {
-                    self.worker
-                        .handle_receive(self.now, Protocol::Udp, f.source, f.destination, &f.bytes);
+                    self.worker.handle_receive(
+                        self.now,
+                        Protocol::Udp,
+                        f.source,
+                        f.destination,
+                        &f.bytes,
+                    );
                     self.drain_worker();
                 } else {
                     let input = Input::Datagram {
@@ -222,7 +231,8 @@ impl Mesh {
                             p.dropped += 1;
                             continue;
                         }
-                        let tx = Duration::from_nanos(t.contents.len() as u64 * 8 * 1_000_000_000 / bps);
+                        let tx =
+                            Duration::from_nanos(t.contents.len() as u64 * 8 * 1_000_000_000 / bps);
                         p.link_free_at = start + tx;
                         at = p.link_free_at + DELAY;
                     }

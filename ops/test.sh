@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Arbor's whole test suite, as CI runs it (.ci/run calls this script).
+#
+#   ops/test.sh
+#
+# Installs what the tests need when it is missing (Debian chromium, cargo-nextest, a nightly
+# toolchain and cargo-fuzz; the browser suite installs its npm and pip packages itself), then:
+#   1. formatting and clippy (warnings are errors)
+#   2. the sans-IO boundary: core crates must not depend on tokio
+#   3. every Rust test (unit, property, virtual-time, loopback integration) with nextest
+#   4. the fuzz targets build, and each runs briefly
+#   5. the browser suite: Chromium participants and ffmpeg WHIP against a real edge
+#
+# ARBOR_FUZZ_SECONDS (default 10) sets how long each fuzz target runs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+as_root() { if [[ "$(id -u)" -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+step "dependencies"
+if ! [[ -x /usr/lib/chromium/chromium ]]; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+command -v unshare >/dev/null && command -v ip >/dev/null || {
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq util-linux iproute2 >/dev/null
+}
+
+step "format"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "sans-IO boundary"
+for core in arbor-relay-proto arbor-edge-core; do
+  if cargo tree -p "$core" -e normal --locked | grep -Eq ' (tokio|quinn|axum|hickory[a-z-]*|sqlx) v'; then
+    echo "$core must not depend on an async runtime or a socket library:" >&2
+    cargo tree -p "$core" -e normal -i tokio >&2 || true
+    exit 1
+  fi
+  echo "$core: no tokio, quinn, axum, hickory or sqlx"
+done
+
+step "tests"
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "fuzz targets"
+fuzz_seconds="${ARBOR_FUZZ_SECONDS:-10}"
+(
+  cd edge/fuzz
+  cargo +nightly fuzz build --dev
+  for target in $(cargo +nightly fuzz list); do
+    echo "fuzzing $target for ${fuzz_seconds}s"
+    cargo +nightly fuzz run --dev "$target" -- -max_total_time="$fuzz_seconds" -max_len=4096 2>&1 | tail -n 3
+  done
+)
+
+step "browser end-to-end"
+cargo build --locked --bin arbor-edge
+edge/tests/browser/run.sh "${CARGO_TARGET_DIR:-target}/debug/arbor-edge"
+
+step "all passed"
