@@ -23,7 +23,7 @@ struct Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    let cfg = match config::load(args.config.as_deref(), std::env::vars()).and_then(|c| {
+    let cfg = match config::load(args.config.as_deref(), config::process_env()).and_then(|c| {
         c.validate()?;
         Ok(c)
     }) {
@@ -88,7 +88,12 @@ async fn shutdown_signal() {
 fn init_tracing(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only on a terminal: `arbor up` and systemd write logs to files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -138,8 +138,9 @@ pub struct Media {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
-    /// Let the edge mint tokens for its own web page (`arbor up`, demos). Anyone who can
-    /// reach the edge can then join any meeting: never on a public edge.
+    /// Let the edge mint tokens for its own web page (`POST /v1/dev/token`; `arbor up`,
+    /// demos). Anyone who can reach the edge can then join any meeting: never on a public
+    /// edge.
     pub dev_tokens: bool,
     /// API key → secret. Pass `&cfg.auth.keys` to `relay_proto::token::verify`.
     pub keys: BTreeMap<String, Secret>,

@@ -313,6 +313,17 @@ impl Session {
             .map(|p| p.pt())
     }
 
+    /// The codec the client will most likely send on `mid`: the first payload type it
+    /// negotiated there (browsers send their first preference). The router corrects it from
+    /// the first packet if the client picks another.
+    pub fn negotiated_codec(&self, mid: Mid) -> Option<PayloadParams> {
+        let media = self.rtc.media(mid)?;
+        media.remote_pts().iter().find_map(|pt| {
+            self.codec_of(*pt)
+                .filter(|p| !matches!(p.spec().codec, Codec::Rtx | Codec::Red))
+        })
+    }
+
     /// The kind and direction (ours) of an m-line.
     pub fn media(&self, mid: Mid) -> Option<(str0m::media::MediaKind, str0m::media::Direction)> {
         self.rtc.media(mid).map(|m| (m.kind(), m.direction()))

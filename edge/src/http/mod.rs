@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
                 .get(whip::get_ok),
         )
         .merge(web::routes())
+        .layer(axum::middleware::map_response(count_errors))
         .layer(DefaultBodyLimit::max(limit))
         .layer(cors)
         .with_state(state)
@@ -114,6 +115,12 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::IF_MATCH,
         ])
         .expose_headers([header::LOCATION, header::LINK, header::ETAG])
+}
+
+/// Counts 4xx and 5xx answers by class (`arbor_http_errors_total`).
+async fn count_errors(response: Response) -> Response {
+    crate::metrics::http_response(response.status().as_u16());
+    response
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

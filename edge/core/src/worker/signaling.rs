@@ -387,7 +387,14 @@ impl Worker {
                 MediaKind::Audio => Kind::Audio,
                 MediaKind::Video => Kind::Video,
             };
-            wanted.push((mid, kind, publication.clone(), session.recv_rids(mid)));
+            let codec = session.negotiated_codec(mid);
+            wanted.push((
+                mid,
+                kind,
+                publication.clone(),
+                session.recv_rids(mid),
+                codec,
+            ));
         }
         let stale: Vec<TrackId> = p
             .published
@@ -398,11 +405,13 @@ impl Worker {
         for tid in stale {
             self.unpublish(now, &meeting, tid);
         }
-        for (mid, kind, publication, rids) in wanted {
+        for (mid, kind, publication, rids, codec) in wanted {
             if self.participants[&id].published_track(mid).is_some() {
                 continue;
             }
-            let track = self.new_track(id, mid, kind, &publication, &rids);
+            let mut track = self.new_track(id, mid, kind, &publication, &rids);
+            track.codec = codec.as_ref().map(|p| p.spec().codec);
+            track.params = codec;
             self.publish(now, &meeting, track);
         }
         Ok(())

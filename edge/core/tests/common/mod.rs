@@ -73,6 +73,16 @@ pub struct Mesh {
     worker_timeout: Instant,
     wire: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
+    capturing: Option<usize>,
+    captured: Vec<Captured>,
+}
+
+/// A datagram a client sent, held back by [`Mesh::capture`].
+pub struct Captured {
+    pub at: Instant,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub bytes: Vec<u8>,
 }
 
 pub fn admission(meeting: &str, identity: &str) -> Admission {
@@ -105,6 +115,8 @@ impl Mesh {
             worker_timeout: now,
             wire: BinaryHeap::new(),
             seq: 0,
+            capturing: None,
+            captured: Vec::new(),
         }
     }
 
@@ -263,6 +275,14 @@ impl Mesh {
     fn drain_client(&mut self, i: usize) {
         loop {
             match self.peers[i].client.poll_output() {
+                ClientOutput::Transmit(t) if self.capturing == Some(i) => {
+                    self.captured.push(Captured {
+                        at: self.now,
+                        source: t.source,
+                        destination: t.destination,
+                        bytes: t.contents.to_vec(),
+                    });
+                }
                 ClientOutput::Transmit(t) => {
                     let f = InFlight {
                         at: self.now + DELAY,
@@ -281,6 +301,32 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// Runs time forward by `d` while `peer`'s datagrams are captured instead of delivered.
+    pub fn capture(&mut self, peer: usize, d: Duration) -> Vec<Captured> {
+        self.capturing = Some(peer);
+        self.run(d);
+        self.capturing = None;
+        std::mem::take(&mut self.captured)
+    }
+
+    /// Feeds captured datagrams to the worker in order, discarding what it sends. Returns the
+    /// number of datagrams the worker sent.
+    pub fn replay_to_edge(&mut self, packets: &[Captured]) -> usize {
+        let mut sent = 0;
+        for p in packets {
+            self.worker
+                .handle_receive(p.at, Protocol::Udp, p.source, p.destination, &p.bytes);
+            loop {
+                match self.worker.poll_output() {
+                    Output::Transmit(_) => sent += 1,
+                    Output::Timeout(_) => break,
+                    _ => {}
+                }
+            }
+        }
+        sent
     }
 
     /// The tracks announced to `peer` so far (from `joined` and `track_published`).

@@ -1,0 +1,235 @@
+//! `cluster.json`: what `arbor up` started and how to reach it (DESIGN.md §4).
+//!
+//! ```json
+//! { "origin": null, "api_key": "APIx…", "api_secret": "…", "dns": null,
+//!   "edges": [ { "id": "local-1", "region": "local", "pid": 4242,
+//!                "http_url": "http://127.0.1.1:7880",
+//!                "whip_url": "http://127.0.1.1:7880/v1/whip",
+//!                "whep_url": "http://127.0.1.1:7880/v1/whep",
+//!                "ws_url": "ws://127.0.1.1:7880/v1/rtc" } ] }
+//! ```
+//!
+//! The WHIP/WHEP URLs are bases: append `/<meeting>`. Readers must ignore fields they do not
+//! know, so the file can grow (the origin and DNS fields are `null` until those exist).
+
+use std::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use relay_proto::{EdgeId, RegionId};
+use serde::{Deserialize, Serialize};
+
+/// The file's name inside a data directory.
+pub const FILE_NAME: &str = "cluster.json";
+
+/// Path of the WHIP endpoint base on an edge (`POST <base>/<meeting>`).
+pub const WHIP_PATH: &str = "/v1/whip";
+/// Path of the WHEP endpoint base on an edge.
+pub const WHEP_PATH: &str = "/v1/whep";
+/// Path of the signaling WebSocket on an edge.
+pub const WS_PATH: &str = "/v1/rtc";
+
+/// A running local cluster.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The origin coordinator, once there is one.
+    pub origin: Option<Origin>,
+    /// The API key every edge of the cluster accepts.
+    pub api_key: String,
+    /// Its secret.
+    pub api_secret: String,
+    /// The steering DNS server, once there is one.
+    pub dns: Option<Dns>,
+    pub edges: Vec<Edge>,
+}
+
+/// The origin coordinator of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Base URL of the `/v1` REST API.
+    pub api_url: String,
+    pub pid: u32,
+}
+
+/// The steering DNS server of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dns {
+    pub addr: SocketAddr,
+}
+
+/// One edge process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edge {
+    pub id: EdgeId,
+    pub region: RegionId,
+    pub pid: u32,
+    /// Base URL: the web page, `/readyz`, `/metrics`.
+    pub http_url: String,
+    /// WHIP base URL; append `/<meeting>`.
+    pub whip_url: String,
+    /// WHEP base URL; append `/<meeting>`.
+    pub whep_url: String,
+    /// The signaling WebSocket.
+    pub ws_url: String,
+}
+
+impl Edge {
+    /// An entry whose endpoint URLs derive from `http_url` (`http://host:port`, no slash).
+    pub fn new(id: EdgeId, region: RegionId, pid: u32, http_url: &str) -> Self {
+        let http_url = http_url.trim_end_matches('/').to_owned();
+        let ws_base = match http_url.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", http_url.trim_start_matches("http://")),
+        };
+        Self {
+            id,
+            region,
+            pid,
+            whip_url: format!("{http_url}{WHIP_PATH}"),
+            whep_url: format!("{http_url}{WHEP_PATH}"),
+            ws_url: format!("{ws_base}{WS_PATH}"),
+            http_url,
+        }
+    }
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("origin", &self.origin)
+            .field("api_key", &self.api_key)
+            .field("api_secret", &"<redacted>")
+            .field("dns", &self.dns)
+            .field("edges", &self.edges)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// `cluster.json` inside `data_dir`.
+    pub fn path_in(data_dir: &Path) -> PathBuf {
+        data_dir.join(FILE_NAME)
+    }
+
+    /// Reads and parses a cluster file.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the cluster file {} (is a cluster running? start one with \
+                 `arbor up`, or pass --cluster / --api-key and --api-secret)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid cluster file", path.display()))
+    }
+
+    /// Writes the file atomically (a temporary file renamed into place), readable by the
+    /// owner only since it holds the API secret.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(self).context("cannot encode the cluster file")?;
+        write_private(path, format!("{json}\n").as_bytes())
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, mode 0600 on Unix.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::tempdir;
+
+    fn sample() -> Cluster {
+        Cluster {
+            origin: None,
+            api_key: "APIabc".into(),
+            api_secret: "s".repeat(43),
+            dns: None,
+            edges: vec![Edge::new(
+                EdgeId::new("local-1").unwrap(),
+                RegionId::new("local").unwrap(),
+                4242,
+                "http://127.0.1.1:7880",
+            )],
+        }
+    }
+
+    #[test]
+    fn urls_derive_from_the_http_url() {
+        let e = &sample().edges[0];
+        assert_eq!(e.http_url, "http://127.0.1.1:7880");
+        assert_eq!(e.whip_url, "http://127.0.1.1:7880/v1/whip");
+        assert_eq!(e.whep_url, "http://127.0.1.1:7880/v1/whep");
+        assert_eq!(e.ws_url, "ws://127.0.1.1:7880/v1/rtc");
+        let tls = Edge::new(e.id.clone(), e.region.clone(), 1, "https://edge.example/");
+        assert_eq!(tls.ws_url, "wss://edge.example/v1/rtc");
+        assert_eq!(tls.whip_url, "https://edge.example/v1/whip");
+    }
+
+    #[test]
+    fn json_layout_and_round_trip() {
+        let cluster = sample();
+        let json: serde_json::Value = serde_json::to_value(&cluster).unwrap();
+        assert_eq!(json["origin"], serde_json::Value::Null);
+        assert_eq!(json["dns"], serde_json::Value::Null);
+        assert_eq!(json["api_key"], "APIabc");
+        let edge = &json["edges"][0];
+        for key in [
+            "id", "region", "pid", "http_url", "whip_url", "whep_url", "ws_url",
+        ] {
+            assert!(!edge[key].is_null(), "{key}");
+        }
+        assert_eq!(edge["pid"], 4242);
+
+        let dir = tempdir();
+        let path = Cluster::path_in(&dir);
+        cluster.write(&path).unwrap();
+        assert_eq!(Cluster::read(&path).unwrap(), cluster);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Unknown fields from a newer arbor are ignored.
+        let mut newer = json.clone();
+        newer["future"] = serde_json::json!({"x": 1});
+        newer["edges"][0]["quic_addr"] = serde_json::json!("127.0.1.1:7890");
+        let parsed: Cluster = serde_json::from_value(newer).unwrap();
+        assert_eq!(parsed, cluster);
+        assert!(!format!("{cluster:?}").contains(&cluster.api_secret));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn read_errors_say_what_to_do() {
+        let dir = tempdir();
+        let e = Cluster::read(&dir.join("missing.json")).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains("missing.json"), "{text}");
+        assert!(text.contains("arbor up"), "{text}");
+        std::fs::write(dir.join("bad.json"), "{").unwrap();
+        let text = format!("{:#}", Cluster::read(&dir.join("bad.json")).unwrap_err());
+        assert!(text.contains("not a valid cluster file"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
