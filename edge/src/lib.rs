@@ -63,7 +63,6 @@ impl Edge {
             config: Arc::new(config),
             media: media.clone(),
             metrics: metrics.clone(),
-            resources: Default::default(),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

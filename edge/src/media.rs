@@ -90,6 +90,71 @@ pub struct Joined {
 #[derive(Debug, Clone)]
 pub struct Media {
     workers: Arc<Vec<WorkerHandle>>,
+    /// Live WHIP/WHEP sessions; shared with the worker threads, which forget a session when
+    /// its participant goes away (reaped, replaced), so the map never outlives its media.
+    pub resources: Arc<Mutex<Resources>>,
+}
+
+/// Most live WHIP/WHEP sessions tracked by one edge.
+pub const MAX_RESOURCES: usize = 100_000;
+
+/// A WHIP or WHEP session as the HTTP side knows it.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub meeting: MeetingId,
+    pub worker: usize,
+    pub participant: ParticipantId,
+    /// The strong ETag of the current ICE session.
+    pub etag: String,
+}
+
+/// WHIP/WHEP sessions by their unguessable id, and the reverse index the workers use.
+#[derive(Debug, Default)]
+pub struct Resources {
+    by_id: HashMap<String, Resource>,
+    by_participant: HashMap<(usize, ParticipantId), String>,
+}
+
+impl Resources {
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Adds a session; false when [`MAX_RESOURCES`] are live.
+    pub fn insert(&mut self, id: String, r: Resource) -> bool {
+        if self.by_id.len() >= MAX_RESOURCES {
+            return false;
+        }
+        self.by_participant
+            .insert((r.worker, r.participant), id.clone());
+        self.by_id.insert(id, r);
+        true
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Resource> {
+        self.by_id.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Resource> {
+        self.by_id.get_mut(id)
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        if let Some(r) = self.by_id.remove(id) {
+            self.by_participant.remove(&(r.worker, r.participant));
+        }
+    }
+
+    /// A worker removed this participant.
+    pub fn remove_participant(&mut self, worker: usize, participant: ParticipantId) {
+        if let Some(id) = self.by_participant.remove(&(worker, participant)) {
+            self.by_id.remove(&id);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -114,6 +179,7 @@ pub struct MediaConfig {
 impl Media {
     /// Binds every worker's sockets and starts the threads. Fails if a port is taken.
     pub fn start(cfg: &MediaConfig) -> anyhow::Result<Media> {
+        let resources = Arc::new(Mutex::new(Resources::default()));
         let mut workers = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let port = |base: u16| -> anyhow::Result<u16> {
@@ -161,6 +227,7 @@ impl Media {
             let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
             let stats = Arc::new(Mutex::new(WorkerStats::default()));
             let thread_stats = stats.clone();
+            let thread_resources = resources.clone();
             let local = udp_local;
             let public_ip = cfg.public_ip;
             std::thread::Builder::new()
@@ -170,8 +237,12 @@ impl Media {
                         .enable_all()
                         .build()
                         .expect("a current-thread runtime");
-                    let result =
-                        rt.block_on(run(wcfg, udp, tcp, local, public_ip, rx, thread_stats));
+                    let shared = Shared {
+                        index: i,
+                        stats: thread_stats,
+                        resources: thread_resources,
+                    };
+                    let result = rt.block_on(run(wcfg, udp, tcp, local, public_ip, rx, shared));
                     if let Err(e) = result {
                         tracing::error!(worker = i, "media worker stopped: {e:#}");
                     }
@@ -184,6 +255,7 @@ impl Media {
         }
         Ok(Media {
             workers: Arc::new(workers),
+            resources,
         })
     }
 
@@ -237,6 +309,13 @@ fn set_buffers(s: &std::net::UdpSocket) {
     let _ = s.set_send_buffer_size(4 << 20);
 }
 
+/// What a worker thread shares with the HTTP side.
+struct Shared {
+    index: usize,
+    stats: Arc<Mutex<WorkerStats>>,
+    resources: Arc<Mutex<Resources>>,
+}
+
 /// A frame from an ICE-TCP connection, or its end.
 enum TcpEvent {
     Frame(SocketAddr, Vec<u8>),
@@ -251,7 +330,7 @@ async fn run(
     local: SocketAddr,
     public_ip: IpAddr,
     mut commands: mpsc::Receiver<Command>,
-    shared_stats: Arc<Mutex<WorkerStats>>,
+    shared: Shared,
 ) -> anyhow::Result<()> {
     let udp = UdpSocket::from_std(udp)?;
     let tcp = tcp.map(TcpListener::from_std).transpose()?;
@@ -259,6 +338,7 @@ async fn run(
     let mut worker = Worker::new(cfg, Instant::now());
     let mut shell = Shell {
         udp: &udp,
+        shared: &shared,
         signals: HashMap::new(),
         tcp_writers: HashMap::new(),
     };
@@ -319,7 +399,7 @@ async fn run(
         }
         if last_stats.elapsed().as_millis() >= 500 {
             last_stats = Instant::now();
-            if let Ok(mut s) = shared_stats.lock() {
+            if let Ok(mut s) = shared.stats.lock() {
                 *s = worker.stats().clone();
             }
         }
@@ -376,6 +456,7 @@ async fn tcp_connection(
 /// The parts of the worker thread that talk to the outside.
 struct Shell<'a> {
     udp: &'a UdpSocket,
+    shared: &'a Shared,
     signals: HashMap<ParticipantId, mpsc::Sender<ServerMsg>>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
 }
@@ -473,6 +554,9 @@ impl Shell<'_> {
                 }
                 Output::Closed(p) => {
                     self.signals.remove(&p);
+                    if let Ok(mut r) = self.shared.resources.lock() {
+                        r.remove_participant(self.shared.index, p);
+                    }
                 }
                 Output::Timeout(at) => return at,
             }

@@ -8,8 +8,7 @@ mod signal;
 mod web;
 mod whip;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -18,16 +17,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use edge_core::Admission;
+use relay_proto::MeetingId;
 use relay_proto::token::{self, Grants, TokenError};
-use relay_proto::{MeetingId, ParticipantId};
 use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::media::Media;
-
-/// Most live WHIP/WHEP resources tracked by one edge.
-pub const MAX_RESOURCES: usize = 100_000;
 
 /// Shared by all handlers.
 #[derive(Debug, Clone)]
@@ -35,18 +31,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub media: Media,
     pub metrics: crate::telemetry::Metrics,
-    /// WHIP/WHEP resources by their unguessable id.
-    pub resources: Arc<Mutex<HashMap<String, Resource>>>,
-}
-
-/// A WHIP or WHEP session as the HTTP side knows it.
-#[derive(Debug, Clone)]
-pub struct Resource {
-    pub meeting: MeetingId,
-    pub worker: usize,
-    pub participant: ParticipantId,
-    /// The strong ETag of the current ICE session.
-    pub etag: String,
 }
 
 /// The router with every route and layer.

@@ -20,11 +20,8 @@ use axum::response::{IntoResponse, Response};
 use relay_proto::MeetingId;
 use tokio::sync::oneshot;
 
-use super::{
-    ACCEPT_POST, ApiError, AppState, MAX_RESOURCES, Resource, admission, bearer, content_type,
-    overloaded, verify,
-};
-use crate::media::Command;
+use super::{ACCEPT_POST, ApiError, AppState, admission, bearer, content_type, overloaded, verify};
+use crate::media::{Command, MAX_RESOURCES, Resource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -131,7 +128,7 @@ async fn post(
             "the body is not an SDP offer (it must start with v=0)",
         ));
     }
-    if state.resources.lock().map(|r| r.len()).unwrap_or(0) >= MAX_RESOURCES {
+    if state.media.resources.lock().map(|r| r.len()).unwrap_or(0) >= MAX_RESOURCES {
         return Err(overloaded());
     }
     let worker = state.media.worker_for(&meeting);
@@ -154,16 +151,26 @@ async fn post(
     let id = random_id();
     let etag = format!("\"{}\"", random_id());
     let location = format!("/v1/{}/{}/{}", kind.path(), meeting, id);
-    if let Ok(mut r) = state.resources.lock() {
-        r.insert(
-            id,
-            Resource {
-                meeting,
-                worker,
+    let resource = Resource {
+        meeting,
+        worker,
+        participant,
+        etag: etag.clone(),
+    };
+    if !state
+        .media
+        .resources
+        .lock()
+        .is_ok_and(|mut r| r.insert(id.clone(), resource))
+    {
+        let _ = state.media.send(
+            worker,
+            Command::Delete {
                 participant,
-                etag: etag.clone(),
+                reply: oneshot::channel().0,
             },
         );
+        return Err(overloaded());
     }
     state.metrics.resource_created(kind.path());
     Ok((
@@ -180,6 +187,7 @@ async fn post(
 
 fn resource(state: &AppState, meeting: &MeetingId, id: &str) -> Result<Resource, ApiError> {
     state
+        .media
         .resources
         .lock()
         .ok()
@@ -195,7 +203,7 @@ fn resource(state: &AppState, meeting: &MeetingId, id: &str) -> Result<Resource,
 }
 
 fn forget(state: &AppState, id: &str) {
-    if let Ok(mut r) = state.resources.lock() {
+    if let Ok(mut r) = state.media.resources.lock() {
         r.remove(id);
     }
 }
@@ -265,7 +273,7 @@ pub(super) async fn patch(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let etag = format!("\"{}\"", random_id());
-    if let Ok(mut r) = state.resources.lock()
+    if let Ok(mut r) = state.media.resources.lock()
         && let Some(r) = r.get_mut(&id)
     {
         r.etag = etag.clone();
