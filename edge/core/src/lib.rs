@@ -20,6 +20,7 @@
 //! - [`worker`]: the state machine tying them together, plus demultiplexing.
 //! - [`signal`]: the meeting signaling messages (`docs/signaling.md`).
 
+pub mod dtls;
 pub mod meeting;
 pub mod router;
 pub mod session;

@@ -70,6 +70,8 @@ pub struct Participant {
     pub slots: Vec<Slot>,
     /// Downlink estimate from TWCC (or REMB), bits per second.
     pub downlink_bps: Option<u64>,
+    /// A TWCC estimate has arrived (REMB is then ignored).
+    pub twcc: bool,
     /// Fraction of packets the client reports lost (0..1).
     pub loss: f32,
     pub quality: Option<Quality>,

@@ -58,7 +58,7 @@ impl std::fmt::Debug for SessionConfig {
 impl SessionConfig {
     /// Generates the shared DTLS certificate. Call once per process.
     pub fn new(udp: SocketAddr, tcp: Option<SocketAddr>) -> Result<Self, SessionError> {
-        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        let crypto = Arc::new(crate::dtls::crypto_provider());
         let cert = crypto
             .dtls_provider
             .generate_certificate()

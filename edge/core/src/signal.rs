@@ -16,7 +16,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub enum ClientMsg {
     Join {
         token: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
     Resume {
@@ -32,16 +32,16 @@ pub enum ClientMsg {
     Subscribe {
         track_id: TrackId,
         mid: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         max_width: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         max_height: Option<u32>,
     },
     UpdateSubscription {
         mid: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         max_width: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         max_height: Option<u32>,
     },
     Unsubscribe {
@@ -55,7 +55,7 @@ pub enum ClientMsg {
         text: String,
     },
     Ping {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         ts: Option<f64>,
     },
     Leave {},
@@ -130,9 +130,9 @@ pub enum Source {
 pub struct Publication {
     pub mid: String,
     pub source: Source,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
 }
 
@@ -187,9 +187,34 @@ pub enum ServerMsg {
         message: String,
         fatal: bool,
     },
+    /// A message type this build does not know (clients parse leniently; the edge never
+    /// sends it).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ServerMsg {
+    /// The wire `type` of this message, for logs and error texts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMsg::Joined(_) => "joined",
+            ServerMsg::Resumed(_) => "resumed",
+            ServerMsg::Answer { .. } => "answer",
+            ServerMsg::ParticipantJoined { .. } => "participant_joined",
+            ServerMsg::ParticipantLeft { .. } => "participant_left",
+            ServerMsg::TrackPublished { .. } => "track_published",
+            ServerMsg::TrackUnpublished { .. } => "track_unpublished",
+            ServerMsg::TrackMuted { .. } => "track_muted",
+            ServerMsg::ActiveSpeakers { .. } => "active_speakers",
+            ServerMsg::LayerChanged { .. } => "layer_changed",
+            ServerMsg::ConnectionQuality { .. } => "connection_quality",
+            ServerMsg::Chat { .. } => "chat",
+            ServerMsg::Pong { .. } => "pong",
+            ServerMsg::Error { .. } => "error",
+            ServerMsg::Unknown => "unknown",
+        }
+    }
+
     /// A non-fatal error.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerMsg::Error {
@@ -301,6 +326,9 @@ pub enum LeaveReason {
     Timeout,
     Kicked,
     Replaced,
+    /// A reason this build does not know.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,6 +337,9 @@ pub enum Quality {
     Excellent,
     Good,
     Poor,
+    /// A grade this build does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Stable error codes (`docs/signaling.md`, "Errors").
@@ -335,6 +366,15 @@ pub enum ErrorCode {
     ChatTooLong,
     RateLimited,
     Overloaded,
+    /// A code this build does not know (clients treat it as the generic case).
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ErrorCode {
@@ -382,6 +422,7 @@ impl ErrorCode {
             ChatTooLong => "chat_too_long",
             RateLimited => "rate_limited",
             Overloaded => "overloaded",
+            Unknown => "unknown",
         }
     }
 
@@ -427,6 +468,44 @@ mod tests {
     }
 
     #[test]
+    fn client_messages_serialize_as_documented() {
+        let j = serde_json::to_string(&ClientMsg::Join {
+            token: "t".into(),
+            name: None,
+        })
+        .unwrap();
+        assert_eq!(j, r#"{"type":"join","token":"t"}"#);
+        let j = serde_json::to_string(&ClientMsg::Offer {
+            sdp: "v=0".into(),
+            publish: vec![Publication {
+                mid: "1".into(),
+                source: Source::Camera,
+                width: Some(1280),
+                height: Some(720),
+            }],
+        })
+        .unwrap();
+        assert_eq!(
+            j,
+            r#"{"type":"offer","sdp":"v=0","publish":[{"mid":"1","source":"camera","width":1280,"height":720}]}"#
+        );
+        let j = serde_json::to_string(&ClientMsg::UpdateSubscription {
+            mid: "3".into(),
+            max_width: None,
+            max_height: Some(0),
+        })
+        .unwrap();
+        assert_eq!(
+            j,
+            r#"{"type":"update_subscription","mid":"3","max_height":0}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ClientMsg::Leave {}).unwrap(),
+            r#"{"type":"leave"}"#
+        );
+    }
+
+    #[test]
     fn unknown_type_is_told_apart_from_malformed() {
         assert_eq!(
             ClientMsg::parse(r#"{"type":"dance"}"#),
@@ -451,6 +530,23 @@ mod tests {
         assert!(json.contains(r#""fatal":true"#));
         let json = serde_json::to_string(&ServerMsg::Pong { ts: None }).unwrap();
         assert_eq!(json, r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn newer_server_messages_parse_leniently() {
+        let m: ServerMsg = serde_json::from_str(r#"{"type":"hologram","x":1}"#).unwrap();
+        assert_eq!(m, ServerMsg::Unknown);
+        let m: ServerMsg = serde_json::from_str(
+            r#"{"type":"error","code":"new_code","message":"m","fatal":false}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ServerMsg::Error {
+                code: ErrorCode::Unknown,
+                ..
+            }
+        ));
     }
 
     #[test]

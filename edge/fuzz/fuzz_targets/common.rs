@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use edge_core::{Admission, Limits, Output, Role, SessionConfig, Worker, WorkerConfig};
@@ -29,9 +30,16 @@ pub fn admission() -> Admission {
     }
 }
 
+/// Generated once: certificate generation would otherwise dominate every run.
+fn session_config() -> SessionConfig {
+    static CFG: OnceLock<SessionConfig> = OnceLock::new();
+    CFG.get_or_init(|| SessionConfig::new(EDGE, None).expect("certificate"))
+        .clone()
+}
+
 pub fn worker(now: Instant) -> Worker {
     let cfg = WorkerConfig {
-        session: SessionConfig::new(EDGE, None).expect("certificate"),
+        session: session_config(),
         limits: Limits::default(),
         ice_servers: vec![],
         rng_seed: 1,

@@ -310,10 +310,19 @@ impl Worker {
                 slot.set_want(Some(0));
             }
         }
-        if let Some(s) = p.session.as_mut() {
-            let audio = 64_000 * p.slots.iter().filter(|s| s.kind == Kind::Audio).count() as u64;
-            let min = str0m::bwe::Bitrate::bps(300_000);
-            let want = str0m::bwe::Bitrate::bps((desired + audio).max(300_000));
+        // Tell str0m's estimator what we send (`minimum`: it pads up to that) and what we
+        // would like to (`desired`: it probes toward that). A subscriber with no video gets
+        // no targets: padding an idle session costs CPU and its downlink for nothing.
+        let chosen: u64 = views
+            .iter()
+            .zip(&choice)
+            .filter_map(|((_, v), c)| c.map(|k| v.layers[k].bitrate_bps))
+            .sum();
+        if desired > 0
+            && let Some(s) = p.session.as_mut()
+        {
+            let min = str0m::bwe::Bitrate::bps(chosen);
+            let want = str0m::bwe::Bitrate::bps(desired.max(chosen));
             let _ = s.with_rtc(|rtc| rtc.bwe().set_bitrate(min, want));
         }
         self.drain(now, id);

@@ -404,15 +404,21 @@ impl Worker {
             Event::RtpPacket(pkt) => self.route(now, pid, &pkt),
             Event::KeyframeRequest(req) => self.on_keyframe_request(now, pid, req.mid),
             Event::EgressBitrateEstimate(kind) => {
+                let Some(p) = self.participants.get_mut(&pid) else {
+                    return;
+                };
+                // Our own TWCC estimate is authoritative; a receiver's REMB only stands in
+                // for clients that do not send transport-wide feedback.
                 let bps = match kind {
-                    str0m::bwe::BweKind::Twcc { estimate, .. } => estimate.as_u64(),
-                    str0m::bwe::BweKind::Remb { estimate, .. } => estimate.as_u64(),
+                    str0m::bwe::BweKind::Twcc { estimate, .. } => {
+                        p.twcc = true;
+                        estimate.as_u64()
+                    }
+                    str0m::bwe::BweKind::Remb { estimate, .. } if !p.twcc => estimate.as_u64(),
                     _ => return,
                 };
-                if let Some(p) = self.participants.get_mut(&pid) {
-                    p.downlink_bps = Some(bps);
-                    p.alloc_dirty = true;
-                }
+                p.downlink_bps = Some(bps);
+                p.alloc_dirty = true;
             }
             Event::IceConnectionStateChange(state) => {
                 if let Some(p) = self.participants.get_mut(&pid) {

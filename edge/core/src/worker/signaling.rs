@@ -96,6 +96,7 @@ impl Worker {
                 published: Vec::new(),
                 slots: Vec::new(),
                 downlink_bps: None,
+                twcc: false,
                 loss: 0.0,
                 quality: None,
                 alloc_dirty: false,

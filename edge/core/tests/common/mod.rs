@@ -75,6 +75,12 @@ pub struct Mesh {
     seq: u64,
     capturing: Option<usize>,
     captured: Vec<Captured>,
+    /// Wall time spent inside worker calls (single thread, so CPU time of the edge).
+    pub worker_time: Duration,
+    /// The part of `worker_time` spent on join/offer calls, datagrams and timers.
+    pub time_signaling: Duration,
+    pub time_datagrams: Duration,
+    pub time_timers: Duration,
 }
 
 /// A datagram a client sent, held back by [`Mesh::capture`].
@@ -117,6 +123,10 @@ impl Mesh {
             seq: 0,
             capturing: None,
             captured: Vec::new(),
+            worker_time: Duration::ZERO,
+            time_signaling: Duration::ZERO,
+            time_datagrams: Duration::ZERO,
+            time_timers: Duration::ZERO,
         }
     }
 
@@ -129,10 +139,13 @@ impl Mesh {
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, n as u8 + 1)), 5000);
         let mut client = Client::new(self.now, cfg);
         client.add_local_candidate(self.now, addr).unwrap();
+        let t = Instant::now();
         let id = self
             .worker
             .join(self.now, admission("m", identity), Role::Meeting)
             .unwrap();
+        self.worker_time += t.elapsed();
+        self.time_signaling += t.elapsed();
         self.peers.push(Peer {
             client,
             addr,
@@ -157,7 +170,10 @@ impl Mesh {
 
     pub fn send(&mut self, peer: usize, msg: ClientMsg) {
         let id = self.peers[peer].id;
+        let t = Instant::now();
         self.worker.handle_client_message(self.now, id, msg);
+        self.worker_time += t.elapsed();
+        self.time_signaling += t.elapsed();
         self.drain_worker();
     }
 
@@ -192,6 +208,7 @@ impl Mesh {
             while self.wire.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
                 let Reverse(f) = self.wire.pop().unwrap();
                 if f.to_edge {
+                    let t = Instant::now();
                     self.worker.handle_receive(
                         self.now,
                         Protocol::Udp,
@@ -199,6 +216,8 @@ impl Mesh {
                         f.destination,
                         &f.bytes,
                     );
+                    self.worker_time += t.elapsed();
+                    self.time_datagrams += t.elapsed();
                     self.drain_worker();
                 } else {
                     let input = Input::Datagram {
@@ -211,7 +230,10 @@ impl Mesh {
                 }
             }
             if self.worker_timeout <= self.now {
+                let t = Instant::now();
                 self.worker.handle_timeout(self.now);
+                self.worker_time += t.elapsed();
+                self.time_timers += t.elapsed();
                 self.drain_worker();
             }
             for i in 0..self.peers.len() {
@@ -230,7 +252,10 @@ impl Mesh {
 
     fn drain_worker(&mut self) {
         loop {
-            match self.worker.poll_output() {
+            let t = Instant::now();
+            let out = self.worker.poll_output();
+            self.worker_time += t.elapsed();
+            match out {
                 Output::Transmit(t) => {
                     let Some(i) = self.peers.iter().position(|p| p.addr == t.destination) else {
                         continue;

@@ -50,7 +50,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::client::{Client, ClientConfig, DriverStats};
 use crate::error::ClientError;
-use crate::protocol::{ClientMsg, ServerMsg};
+use crate::protocol::{ClientMsg, ErrorCode, ServerMsg};
 use crate::throttle::Throttle;
 use shared::{Log, Shared};
 use task::Task;
@@ -91,7 +91,7 @@ pub enum DriverError {
         /// What was awaited.
         what: String,
         /// Error code.
-        code: String,
+        code: ErrorCode,
         /// Detail.
         message: String,
         /// Whether the edge closes the socket.
@@ -295,7 +295,7 @@ async fn await_msg(
             shared.push(msg.clone(), true);
             return Err(DriverError::Server {
                 what: format!("`{what}`"),
-                code: code.clone(),
+                code: *code,
                 message: message.clone(),
                 fatal: *fatal,
             });

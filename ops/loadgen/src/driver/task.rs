@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::shared::Shared;
 use super::{DriverError, Ws, send_msg};
 use crate::client::{Client, ClientEvent, ClientStats, DriverStats, Input, Mids, Output};
-use crate::protocol::{ClientMsg, ServerMsg};
+use crate::protocol::{ClientMsg, ErrorCode, ServerMsg};
 use crate::throttle::Throttle;
 
 /// Datagrams read per wake-up before the task looks at its other inputs.
@@ -235,11 +235,11 @@ impl Task {
                 code,
                 message,
                 fatal,
-            } if code == "sdp_invalid" => {
+            } if *code == ErrorCode::SdpInvalid => {
                 if let Some(reply) = self.add_slots_reply.take() {
                     let _ = reply.send(Err(DriverError::Server {
                         what: "`answer`".into(),
-                        code: code.clone(),
+                        code: *code,
                         message: message.clone(),
                         fatal: *fatal,
                     }));
