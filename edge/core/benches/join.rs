@@ -85,17 +85,26 @@ fn session_setup() {
         .unwrap();
     let offer = client.create_offer(now).unwrap().sdp;
     const N: u32 = 200;
+    let mut sessions = Vec::with_capacity(N as usize);
+    let heap0 = LIVE.load(Ordering::Relaxed);
     let t = std::time::Instant::now();
-    let mut sessions = Vec::new();
     for _ in 0..N {
-        sessions.push(Session::new(now, &cfg, ice_creds(&mut rng)));
+        sessions.push(Box::new(Session::new(now, &cfg, ice_creds(&mut rng))));
     }
     let build = t.elapsed() / N;
+    let heap1 = LIVE.load(Ordering::Relaxed);
     let t = std::time::Instant::now();
     for s in &mut sessions {
         s.accept_offer(&offer).unwrap();
     }
     let accept = t.elapsed() / N;
+    let heap2 = LIVE.load(Ordering::Relaxed);
+    println!(
+        "session heap: {} KiB after build (Session is {} bytes inline), +{} KiB after the offer",
+        (heap1 - heap0) / N as isize / 1024,
+        std::mem::size_of::<Session>(),
+        (heap2 - heap1) / N as isize / 1024
+    );
     println!(
         "session setup: Rtc build {:.3} ms, accept_offer {:.3} ms",
         build.as_secs_f64() * 1e3,
