@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use edge_core::signal::{ClientMsg, ServerMsg};
@@ -35,6 +35,14 @@ pub const SIGNAL_QUEUE: usize = 256;
 pub const TCP_QUEUE: usize = 512;
 /// Datagrams read per wake-up before looking at other inputs (fairness).
 const READ_BATCH: usize = 64;
+/// Most ICE-TCP connections per worker; past it new ones are refused (closed at once).
+pub const MAX_TCP_CONNECTIONS: usize = 2048;
+/// An ICE-TCP connection that carries nothing for this long is closed. Clients send STUN
+/// consent checks every few seconds, so a live one never idles this long.
+pub const TCP_IDLE: Duration = Duration::from_secs(30);
+/// After a failed `accept` (e.g. out of file descriptors) the listener rests this long, so
+/// a listener that stays ready with errors cannot starve the worker's timers.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Largest RFC 4571 frame (the length prefix is 16 bits).
 const MAX_TCP_FRAME: usize = u16::MAX as usize;
 
@@ -346,6 +354,7 @@ async fn run(
     let mut buf = vec![0u8; 2048];
     let mut deadline = Instant::now();
     let mut last_stats = Instant::now();
+    let mut accept_paused_until = Instant::now();
     loop {
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
@@ -385,11 +394,18 @@ async fn run(
                     None => {}
                 }
             }
-            conn = accept(tcp.as_ref()) => {
-                if let Ok((stream, peer)) = conn {
-                    let (wtx, wrx) = mpsc::channel(TCP_QUEUE);
-                    shell.tcp_writers.insert(peer, wtx);
-                    tokio::spawn(tcp_connection(stream, peer, tcp_tx.clone(), wrx));
+            conn = accept(tcp.as_ref()), if Instant::now() >= accept_paused_until => {
+                match conn {
+                    Ok((stream, peer)) if shell.tcp_writers.len() < MAX_TCP_CONNECTIONS => {
+                        let (wtx, wrx) = mpsc::channel(TCP_QUEUE);
+                        shell.tcp_writers.insert(peer, wtx);
+                        tokio::spawn(tcp_connection(stream, peer, tcp_tx.clone(), wrx));
+                    }
+                    Ok(_) => tracing::debug!("ICE-TCP connection refused: {MAX_TCP_CONNECTIONS} open"),
+                    Err(e) => {
+                        tracing::warn!("ICE-TCP accept failed: {e}");
+                        accept_paused_until = Instant::now() + ACCEPT_BACKOFF;
+                    }
                 }
             }
             _ = sleep => {
@@ -423,17 +439,16 @@ async fn tcp_connection(
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
     let reader = async {
-        let mut frame = vec![0u8; MAX_TCP_FRAME];
+        let mut frame = Vec::new();
         loop {
-            let len = r.read_u16().await? as usize;
-            r.read_exact(&mut frame[..len]).await?;
-            if to_worker
-                .try_send(TcpEvent::Frame(peer, frame[..len].to_vec()))
-                .is_err()
-            {
-                // The worker is busy; TCP media degrades like UDP would, by loss.
-                continue;
-            }
+            let len = match tokio::time::timeout(TCP_IDLE, r.read_u16()).await {
+                Ok(len) => len? as usize,
+                Err(_) => return Ok(()), // idle: close
+            };
+            frame.resize(len.min(MAX_TCP_FRAME), 0);
+            r.read_exact(&mut frame).await?;
+            // A busy worker loses the frame: TCP media degrades like UDP would, by loss.
+            let _ = to_worker.try_send(TcpEvent::Frame(peer, std::mem::take(&mut frame)));
         }
         #[allow(unreachable_code)]
         Ok::<(), io::Error>(())

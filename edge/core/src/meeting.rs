@@ -62,8 +62,8 @@ pub struct Participant {
     pub ice_down_at: Option<Instant>,
     /// The session's next str0m timeout (its entry in the worker's timer set).
     pub timeout: Option<Instant>,
-    /// Addresses in the worker's demux table that point here.
-    pub addrs: Vec<SocketAddr>,
+    /// Addresses (with their transport) in the worker's demux table that point here.
+    pub addrs: Vec<(str0m::net::Protocol, SocketAddr)>,
     /// Tracks this participant publishes, by its m-line.
     pub published: Vec<(Mid, TrackId)>,
     /// Receive slots (the client's recvonly m-lines).

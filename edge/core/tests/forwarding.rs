@@ -101,14 +101,22 @@ fn subscribers_get_the_layer_their_tile_needs() {
 fn a_bandwidth_drop_steps_down_and_recovery_steps_back_up() {
     let (mut mesh, track) = meeting();
     subscribe(&mut mesh, 1, track, 720);
+    subscribe(&mut mesh, 2, track, 720);
     mesh.run(Duration::from_secs(4));
     assert_eq!(video_slot(&mut mesh, 1).height, Some(720));
 
-    // The downlink falls to 600 kbit/s: 720p (1.5 Mbit/s) no longer fits.
+    // Bob's downlink falls to 600 kbit/s: 720p (1.5 Mbit/s) no longer fits.
     mesh.peers[1].downlink_bps = Some(600_000);
+    let carol_before = video_slot(&mut mesh, 2);
     mesh.run(Duration::from_secs(10));
     let down = video_slot(&mut mesh, 1);
     assert!(down.height.unwrap() < 720, "stepped down: {down:#?}");
+    // A slow subscriber costs only itself: Carol keeps 720p, without a glitch.
+    let carol = video_slot(&mut mesh, 2);
+    assert_eq!(carol.height, Some(720), "{carol:#?}");
+    assert_eq!(carol.layer_switches, carol_before.layer_switches);
+    assert_eq!(carol.non_contiguous, 0, "{carol:#?}");
+    assert!(carol.frames - carol_before.frames >= 290, "{carol:#?}");
 
     // The link recovers; probing finds the capacity and the slot climbs back.
     mesh.peers[1].downlink_bps = None;
@@ -127,6 +135,35 @@ fn a_bandwidth_drop_steps_down_and_recovery_steps_back_up() {
         "the bottleneck really dropped packets"
     );
     assert_eq!(up.timestamp_regressions, 0);
+}
+
+#[test]
+fn downlink_loss_is_repaired_by_nack_and_costs_only_that_subscriber() {
+    let (mut mesh, track) = meeting();
+    subscribe(&mut mesh, 1, track, 720);
+    subscribe(&mut mesh, 2, track, 720);
+    mesh.run(Duration::from_secs(2));
+    // Bob's downlink loses 3% of packets; Carol's is clean.
+    mesh.peers[1].downlink_loss = 0.03;
+    mesh.run(Duration::from_secs(10));
+    let bob = video_slot(&mut mesh, 1);
+    let carol = video_slot(&mut mesh, 2);
+    assert!(mesh.peers[1].dropped > 50, "the link really lost packets");
+    assert!(
+        mesh.worker.stats().nacks_received > 0,
+        "Bob's NACKs reached the edge"
+    );
+    // Retransmissions from the edge's RTX cache fill the holes: almost every frame renders.
+    let rendered = bob.frames_rendered as f64 / bob.frames as f64;
+    assert!(
+        rendered > 0.95,
+        "Bob rendered {rendered:.3} of his frames: {bob:#?}"
+    );
+    assert!(bob.frames > 300, "{bob:#?}");
+    // Carol never noticed.
+    assert_eq!(carol.height, Some(720));
+    assert_eq!(carol.non_contiguous, 0, "{carol:#?}");
+    assert_eq!(carol.frames_missing, 0);
 }
 
 #[test]

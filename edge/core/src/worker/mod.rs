@@ -133,7 +133,9 @@ pub struct Worker {
     participants: HashMap<ParticipantId, Participant>,
     meetings: HashMap<MeetingId, Meeting>,
     by_ufrag: HashMap<String, ParticipantId>,
-    by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// (transport, remote address) → participant. Keyed by transport too: a UDP and a TCP
+    /// peer may share an address and port behind a port-preserving NAT.
+    by_addr: HashMap<(Protocol, SocketAddr), ParticipantId>,
     timers: BTreeSet<(Instant, ParticipantId)>,
     transmits: VecDeque<Transmit>,
     signals: VecDeque<(ParticipantId, ServerMsg)>,
@@ -207,7 +209,7 @@ impl Worker {
         let pid = if is_stun {
             stun_local_ufrag(bytes).and_then(|u| self.by_ufrag.get(&u).copied())
         } else {
-            self.by_addr.get(&source).copied()
+            self.by_addr.get(&(proto, source)).copied()
         };
         let Some(pid) = pid else {
             self.stats.dropped_unknown_source += 1;
@@ -236,7 +238,7 @@ impl Worker {
         if session.handle_input(input).is_err() {
             self.doom(pid, LeaveReason::Timeout);
         } else if is_stun {
-            self.remember_addr(pid, source);
+            self.remember_addr(pid, proto, source);
         }
         self.drain(now, pid);
         self.settle(now);
@@ -325,7 +327,8 @@ impl Worker {
 
     /// Remembers that `addr` reached `pid` with a STUN request it accepted. An address that
     /// already belongs to a live participant keeps its owner: a forged STUN cannot steal it.
-    fn remember_addr(&mut self, pid: ParticipantId, addr: SocketAddr) {
+    fn remember_addr(&mut self, pid: ParticipantId, proto: Protocol, addr: SocketAddr) {
+        let addr = (proto, addr);
         if let Some(owner) = self.by_addr.get(&addr)
             && (*owner == pid || self.participants.contains_key(owner))
         {

@@ -36,6 +36,8 @@ pub struct Peer {
     pub downlink_bps: Option<u64>,
     link_free_at: Instant,
     pub dropped: u64,
+    /// Fraction of the edge's datagrams to this peer lost on the way (seeded, reproducible).
+    pub downlink_loss: f64,
 }
 
 struct InFlight {
@@ -75,6 +77,8 @@ pub struct Mesh {
     seq: u64,
     capturing: Option<usize>,
     captured: Vec<Captured>,
+    /// Seeded generator for link loss.
+    loss_rng: u64,
     /// Wall time spent inside worker calls (single thread, so CPU time of the edge).
     pub worker_time: Duration,
     /// The part of `worker_time` spent on join/offer calls, datagrams and timers.
@@ -123,6 +127,7 @@ impl Mesh {
             seq: 0,
             capturing: None,
             captured: Vec::new(),
+            loss_rng: 0x9e37_79b9_7f4a_7c15,
             worker_time: Duration::ZERO,
             time_signaling: Duration::ZERO,
             time_datagrams: Duration::ZERO,
@@ -155,6 +160,7 @@ impl Mesh {
             downlink_bps: None,
             link_free_at: self.now,
             dropped: 0,
+            downlink_loss: 0.0,
         });
         self.drain_worker();
         let offer = self.peers[n].client.create_offer(self.now).unwrap();
@@ -245,6 +251,16 @@ impl Mesh {
         }
     }
 
+    /// A uniform draw in [0, 1) from the seeded generator (xorshift64*).
+    fn chance(&mut self) -> f64 {
+        let mut x = self.loss_rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.loss_rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     fn push(&mut self, f: InFlight) {
         self.seq += 1;
         self.wire.push(Reverse(InFlight { seq: self.seq, ..f }));
@@ -261,7 +277,13 @@ impl Mesh {
                         continue;
                     };
                     let mut at = self.now + DELAY;
+                    let lost = self.peers[i].downlink_loss > 0.0
+                        && self.chance() < self.peers[i].downlink_loss;
                     let p = &mut self.peers[i];
+                    if lost {
+                        p.dropped += 1;
+                        continue;
+                    }
                     if let Some(bps) = p.downlink_bps {
                         let start = p.link_free_at.max(self.now);
                         if start.saturating_duration_since(self.now) > QUEUE_LIMIT {
