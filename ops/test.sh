@@ -49,6 +49,7 @@ done
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
+cargo test --workspace --doc --locked
 
 step "fuzz targets"
 fuzz_seconds="${ARBOR_FUZZ_SECONDS:-10}"

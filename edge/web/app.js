@@ -6,7 +6,7 @@
 // right across joins, leaves, layout changes and socket resumes.
 
 import { Signaling, signalingUrl } from './signaling.js';
-import { MediaSession } from './media.js';
+import { MediaSession, VIDEO_CODECS, DEFAULT_VIDEO_CODEC } from './media.js';
 import { Layout } from './layout.js';
 import { ChatPanel } from './chat.js';
 import { QualityIndicator } from './quality.js';
@@ -26,6 +26,17 @@ const SPEAKER_HOLD_MS = 1500;
 const TOAST_MAX_PEOPLE = 12;
 /** Received message types remembered for the test hook / debugging. */
 const EVENT_LOG_MAX = 300;
+
+/**
+ * The codec we publish video in: `?codec=vp8|vp9|h264` (default VP8). Only what we send;
+ * we receive every codec whatever this says.
+ */
+const VIDEO_CODEC = (() => {
+  const asked = (new URLSearchParams(location.search).get('codec') || DEFAULT_VIDEO_CODEC).toLowerCase();
+  if (Object.hasOwn(VIDEO_CODECS, asked)) return asked;
+  console.warn(`unknown ?codec=${asked}; publishing ${DEFAULT_VIDEO_CODEC}`);
+  return DEFAULT_VIDEO_CODEC;
+})();
 
 const FATAL_TITLES = {
   meeting_full: ['This meeting is full', 'Try again later, or ask the host to make room.'],
@@ -495,6 +506,7 @@ function startMedia(iceServers) {
     iceServers,
     signaling,
     audioRoot: $('#audio-sink'),
+    videoCodec: VIDEO_CODEC,
     onChange: scheduleRender,
     onError: (err) => {
       console.warn('media', err);
@@ -681,7 +693,8 @@ function initMeetingUi() {
   $('#btn-leave').addEventListener('click', () => leave());
   $('#btn-rejoin').addEventListener('click', () => rejoinFromEnd());
   $('#btn-home').addEventListener('click', () => {
-    location.assign(`${location.pathname}?meeting=${encodeURIComponent(state.meeting)}${location.hash}`);
+    const codec = VIDEO_CODEC === DEFAULT_VIDEO_CODEC ? '' : `&codec=${VIDEO_CODEC}`;
+    location.assign(`${location.pathname}?meeting=${encodeURIComponent(state.meeting)}${codec}${location.hash}`);
   });
   $('#copy-link').addEventListener('click', async () => {
     try {
@@ -897,6 +910,9 @@ window.arbor = {
     joins: state.joins,
     resumes: state.resumes,
     negotiations: media?.negotiations ?? 0,
+    // The codec asked for with ?codec= and the one we publish in (VP8 if this browser
+    // cannot encode the one asked for).
+    videoCodec: { asked: VIDEO_CODEC, publishing: media?.videoCodec ?? null },
     slots: media?.describeSlots() ?? [],
   }),
   pin: (key) => {

@@ -17,6 +17,36 @@ export const CAMERA_ENCODINGS = [
 ];
 /** Screen share: one layer; text needs sharpness more than frame rate. */
 const SCREEN_ENCODINGS = [{ maxBitrate: 2_500_000, maxFramerate: 15 }];
+
+/**
+ * The codecs we can publish video in (`?codec=` on the page), by the name used there. The
+ * edge forwards all three; receiving needs nothing chosen (see reserveSlots).
+ */
+export const VIDEO_CODECS = { vp8: 'video/VP8', vp9: 'video/VP9', h264: 'video/H264' };
+export const DEFAULT_VIDEO_CODEC = 'vp8';
+
+/**
+ * The send encodings for `codec`. Every codec keeps the three rid layers: Chromium does
+ * simulcast with VP8, H.264 (one encoder per layer) and VP9. VP9 needs a `scalabilityMode`
+ * on the encodings for that: without one, Chromium takes VP9 with several encodings as
+ * "legacy SVC" and sends all spatial layers in the first encoding's one stream, which a
+ * forwarding SFU cannot thin out per viewer. L1T3 is what Chromium does for VP8 simulcast
+ * anyway (one spatial layer, three temporal layers per encoding).
+ *
+ * Each encoding also names its codec (`RTCRtpEncodingParameters.codec`, one of
+ * RTCRtpSender.getCapabilities()): the browser then sends that codec whatever order the
+ * answer lists the codecs in. setCodecPreferences alone only orders our offer, and a browser
+ * sends the answer's first codec, which the answerer may reorder (RFC 3264 §6.1 only
+ * recommends keeping the offer's order); the edge's answer lists VP8 first whatever we
+ * offer. Browsers without the member ignore it and fall back to the answer's order.
+ */
+export function encodingsFor(codec, encodings, sendCodec = sendCapability(codec)) {
+  return encodings.map((e) => ({
+    ...e,
+    ...(codec === 'vp9' ? { scalabilityMode: 'L1T3' } : {}),
+    ...(sendCodec ? { codec: sendCodec } : {}),
+  }));
+}
 /** Spare slots added with each growth, so the next joiner does not cost a renegotiation. */
 const SLOT_HEADROOM = 2;
 /** Upper bounds on the slot pools (every remote audio track needs its own slot); 128 in all, the edge's default `max_slots`. */
@@ -47,8 +77,9 @@ export class MediaSession {
    * @param {HTMLElement} o.audioRoot  where the <audio> elements of audio slots live
    * @param {() => void} o.onChange    slots or bindings changed (re-render, reconcile again)
    * @param {(err: Error) => void} o.onError
+   * @param {keyof VIDEO_CODECS} [o.videoCodec]  the codec to publish camera and screen in
    */
-  constructor({ iceServers, signaling, audioRoot, onChange, onError }) {
+  constructor({ iceServers, signaling, audioRoot, onChange, onError, videoCodec = DEFAULT_VIDEO_CODEC }) {
     this.pc = new RTCPeerConnection({
       bundlePolicy: 'max-bundle',
       iceServers: Array.isArray(iceServers) ? iceServers : [],
@@ -57,6 +88,8 @@ export class MediaSession {
     this.audioRoot = audioRoot;
     this.onChange = onChange;
     this.onError = onError;
+    /** What we publish video in: the codec asked for if this browser can encode it, else VP8. */
+    this.videoCodec = sendableCodec(videoCodec);
     /** @type {Map<string, Slot>} negotiated slots by mid */
     this.slots = new Map();
     /** recvonly transceivers added but not negotiated yet */
@@ -82,13 +115,7 @@ export class MediaSession {
 
   /** Adds the camera as 3-layer simulcast (negotiated with the next offer). */
   addCamera(track, stream) {
-    const transceiver = this.pc.addTransceiver(track, {
-      direction: 'sendonly',
-      streams: [stream],
-      sendEncodings: CAMERA_ENCODINGS,
-    });
-    preferVp8(transceiver);
-    this.camera = { transceiver, track };
+    this.camera = { transceiver: this.#addVideo(track, stream, CAMERA_ENCODINGS), track };
   }
 
   /** Starts sending the camera and negotiates; reuses the camera m-line if there is one. */
@@ -109,13 +136,23 @@ export class MediaSession {
 
   /** Adds a screen capture as its own video track, `source: "screen"` (next offer). */
   addScreen(track, stream) {
-    const transceiver = this.pc.addTransceiver(track, {
-      direction: 'sendonly',
-      streams: [stream],
-      sendEncodings: SCREEN_ENCODINGS,
-    });
-    preferVp8(transceiver);
-    this.screen = { transceiver, track };
+    this.screen = { transceiver: this.#addVideo(track, stream, SCREEN_ENCODINGS), track };
+  }
+
+  /** A sendonly transceiver that publishes `track` in our video codec. */
+  #addVideo(track, stream, encodings) {
+    const init = { direction: 'sendonly', streams: [stream] };
+    let transceiver;
+    try {
+      transceiver = this.pc.addTransceiver(track, { ...init, sendEncodings: encodingsFor(this.videoCodec, encodings) });
+    } catch (err) {
+      // A browser that refuses the codec or scalabilityMode on encodings: plain encodings,
+      // the codec preferences still ask for our codec.
+      console.warn('media: send encodings refused, retrying without codec and scalabilityMode', err);
+      transceiver = this.pc.addTransceiver(track, { ...init, sendEncodings: encodings.map((e) => ({ ...e })) });
+    }
+    preferCodec(transceiver, this.videoCodec);
+    return transceiver;
   }
 
   /** Publishes a screen capture and negotiates; reuses the m-line of an earlier share. */
@@ -291,7 +328,12 @@ export class MediaSession {
 
   // ---- receive slots ----
 
-  /** Adds recvonly slots up front (before the first offer), so the first answer has room. */
+  /**
+   * Adds recvonly slots up front (before the first offer), so the first answer has room.
+   * Slots get no codec preferences: they offer every codec this browser decodes (VP8, VP9,
+   * H.264, …), since one slot shows whichever track it is bound to, in whatever codec its
+   * publisher chose.
+   */
   reserveSlots(kind, count) {
     const have = this.#count(kind);
     const add = Math.max(0, Math.min(count, MAX_SLOTS[kind] - have));
@@ -458,6 +500,7 @@ export class MediaSession {
           mid: r.mid ?? null,
           kind: r.kind,
           rid: r.rid ?? null,
+          codec: codecs.get(r.codecId) ?? null,
           bytesSent: r.bytesSent ?? 0,
           packetsSent: r.packetsSent ?? 0,
           framesEncoded: r.framesEncoded ?? 0,
@@ -508,13 +551,55 @@ function sizeFields(maxHeight) {
   return { max_width: Math.round((maxHeight * 16) / 9), max_height: maxHeight };
 }
 
-/** VP8 first: the edge forwards VP8 simulcast from browsers. Other codecs stay as fallbacks. */
-function preferVp8(transceiver) {
+/**
+ * The codec to publish in: `wanted` if this browser can encode it, else VP8 (with a warning:
+ * the page still works, only in the default codec).
+ */
+function sendableCodec(wanted) {
+  const name = Object.hasOwn(VIDEO_CODECS, wanted) ? wanted : DEFAULT_VIDEO_CODEC;
+  if (name !== wanted) console.warn(`media: unknown video codec ${JSON.stringify(wanted)}; using ${name}`);
+  const caps = globalThis.RTCRtpSender?.getCapabilities?.('video');
+  if (!caps) return name; // cannot tell; negotiation decides
+  const mime = VIDEO_CODECS[name].toLowerCase();
+  if (caps.codecs.some((c) => c.mimeType.toLowerCase() === mime)) return name;
+  console.warn(`media: this browser cannot encode ${VIDEO_CODECS[name]}; publishing ${VIDEO_CODECS[DEFAULT_VIDEO_CODEC]}`);
+  return DEFAULT_VIDEO_CODEC;
+}
+
+/** The first of `codec`'s rank-0 entries in RTCRtpSender.getCapabilities, or null. */
+function sendCapability(codec) {
+  const caps = globalThis.RTCRtpSender?.getCapabilities?.('video');
+  if (!caps) return null;
+  const best = caps.codecs.filter((c) => codecRank(c, codec) < 3).sort((a, b) => codecRank(a, codec) - codecRank(b, codec))[0];
+  return best ?? null;
+}
+
+/**
+ * Where a codec capability goes when we publish in `codec`: 0 is the one we want, 3 is
+ * another codec. For H.264, packetization-mode=1 Constrained Baseline (42e01f) comes first:
+ * the profile every decoder has, and the mode that fragments large frames (mode 0 needs
+ * one NAL unit per packet); then other mode-1 profiles, then mode 0.
+ */
+function codecRank(c, codec) {
+  if (c.mimeType.toLowerCase() !== VIDEO_CODECS[codec].toLowerCase()) return 3;
+  if (codec !== 'h264') return 0;
+  const fmtp = Object.fromEntries((c.sdpFmtpLine ?? '').split(';').filter(Boolean).map((kv) => kv.split('=')));
+  if (fmtp['packetization-mode'] !== '1') return 2;
+  return fmtp['profile-level-id']?.toLowerCase() === '42e01f' ? 0 : 1;
+}
+
+/**
+ * Puts `codec` first in the transceiver's codec list (in codecRank's order); every other
+ * codec stays after it, so negotiation succeeds even if the other side lacks our favourite.
+ * The offer's order is our preference; which codec is sent is decided by the answer's order
+ * and by the encodings' `codec` (see encodingsFor).
+ */
+function preferCodec(transceiver, codec) {
   try {
     const caps = RTCRtpReceiver.getCapabilities('video');
     if (!caps || !transceiver.setCodecPreferences) return;
-    const isVp8 = (c) => c.mimeType.toLowerCase() === 'video/vp8';
-    transceiver.setCodecPreferences([...caps.codecs.filter(isVp8), ...caps.codecs.filter((c) => !isVp8(c))]);
+    // Array.prototype.sort is stable: within a rank the browser's own order is kept.
+    transceiver.setCodecPreferences([...caps.codecs].sort((a, b) => codecRank(a, codec) - codecRank(b, codec)));
   } catch (err) {
     console.warn('media: could not set codec preferences', err);
   }

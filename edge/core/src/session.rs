@@ -198,8 +198,8 @@ impl Session {
         if sdp.matches("\nm=").count() > MAX_MLINES {
             return Err(SessionError::TooManyMlines);
         }
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| SessionError::SdpParse(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| SessionError::SdpParse(tidy_parse_error(&e.to_string())))?;
         let answer = guard(self, |rtc| rtc.sdp_api().accept_offer(offer))?
             .map_err(|e| SessionError::SdpRejected(e.to_string()))?;
         self.mids = sdp
@@ -365,6 +365,19 @@ impl Session {
     }
 }
 
+/// str0m's parser errors span lines and carry a pointer offset; a client needs the gist.
+fn tidy_parse_error(raw: &str) -> String {
+    raw.lines()
+        .map(|l| match l.find(" at PointerOffset(") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Fresh ICE credentials: ufrag 8 and password 24 characters from `[a-zA-Z0-9]`.
 pub fn ice_creds(rng: &mut impl rand::Rng) -> IceCreds {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -376,5 +389,19 @@ pub fn ice_creds(rng: &mut impl rand::Rng) -> IceCreds {
     IceCreds {
         ufrag: pick(8),
         pass: pick(24),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_read_as_one_clean_line() {
+        let raw = "SDP parse: Parse error at PointerOffset(0x7fa3a0009bb3)\nUnexpected end of input\nExpected `o`\nsdp line\n";
+        assert_eq!(
+            tidy_parse_error(raw),
+            "SDP parse: Parse error; Unexpected end of input; Expected `o`; sdp line"
+        );
     }
 }

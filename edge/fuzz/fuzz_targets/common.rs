@@ -64,7 +64,19 @@ pub fn worker_with_participant(now: Instant) -> (Worker, ParticipantId) {
             }],
         },
     );
-    drain(&mut w);
+    // The seed offer must be accepted, or fuzzed datagrams would never reach a session.
+    let mut answered = false;
+    loop {
+        match w.poll_output() {
+            Output::Signal(_, edge_core::signal::ServerMsg::Answer { .. }) => answered = true,
+            Output::Signal(_, edge_core::signal::ServerMsg::Error { message, .. }) => {
+                panic!("the fuzz harness's offer was refused: {message}")
+            }
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert!(answered, "the fuzz harness's offer got no answer");
     (w, id)
 }
 

@@ -115,9 +115,13 @@ export async function openPage(browser, url, { label, viewport = { width: 1280, 
   return { label, context, page, log };
 }
 
-/** Joins meeting `meeting` as `name` through the lobby, like a person would. */
-export async function joinMeeting(browser, { meeting, name }) {
-  const p = await openPage(browser, `${EDGE_URL}/?meeting=${encodeURIComponent(meeting)}`, { label: name });
+/**
+ * Joins meeting `meeting` as `name` through the lobby, like a person would. `params` adds
+ * page parameters (e.g. `{ codec: 'vp9' }`).
+ */
+export async function joinMeeting(browser, { meeting, name, params = {} }) {
+  const query = new URLSearchParams({ meeting, ...params });
+  const p = await openPage(browser, `${EDGE_URL}/?${query}`, { label: name });
   await p.page.fill('#name-input', name);
   await p.page.click('#join-button');
   await waitFor(() => p.page.evaluate(() => window.arbor.state.phase === 'meeting'), {

@@ -213,10 +213,7 @@ mod tests {
     use super::*;
     use crate::vp8::{DescriptorFields, packetize, write_frame_header};
 
-    #[allow(clippy::disallowed_methods)]
-    fn t0() -> Instant {
-        Instant::now()
-    }
+    use crate::test_epoch as t0;
 
     /// Packets of one frame: (payload, marker).
     fn frame(key: bool, pid: u16, len: usize) -> Vec<(Vec<u8>, bool)> {

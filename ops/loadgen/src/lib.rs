@@ -72,3 +72,10 @@ pub use publisher::{LayerStats, Publisher, PublisherStats};
 pub use slot::{LatencyStats, SlotStats};
 pub use stamp::Epoch;
 pub use subscriber::Subscriber;
+
+/// An arbitrary starting instant for unit tests (the crate never reads the clock otherwise).
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -428,10 +428,7 @@ pub const AUDIO_STAMP_OFFSET: usize = 1;
 mod tests {
     use super::*;
 
-    #[allow(clippy::disallowed_methods)]
-    fn t0() -> Instant {
-        Instant::now()
-    }
+    use crate::test_epoch as t0;
 
     #[test]
     fn layers_hit_their_bitrates_and_keyframe_every_interval() {

@@ -398,10 +398,7 @@ impl Publisher {
 mod tests {
     use super::*;
 
-    #[allow(clippy::disallowed_methods)]
-    fn t0() -> Instant {
-        Instant::now()
-    }
+    use crate::test_epoch as t0;
 
     #[test]
     fn frames_for_unnegotiated_mlines_are_consumed_not_stalled() {

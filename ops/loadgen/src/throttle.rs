@@ -141,10 +141,7 @@ impl<T> Throttle<T> {
 mod tests {
     use super::*;
 
-    #[allow(clippy::disallowed_methods)]
-    fn t0() -> Instant {
-        Instant::now()
-    }
+    use crate::test_epoch as t0;
 
     #[test]
     fn unlimited_passes_everything_at_once() {

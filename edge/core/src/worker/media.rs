@@ -246,7 +246,7 @@ impl Worker {
         {
             self.send(sub, msg);
         }
-        self.drain(now, sub);
+        self.drain(sub);
         matches!(written, Ok(true))
     }
 
@@ -325,7 +325,7 @@ impl Worker {
             let want = str0m::bwe::Bitrate::bps(desired.max(chosen));
             let _ = s.with_rtc(|rtc| rtc.bwe().set_bitrate(min, want));
         }
-        self.drain(now, id);
+        self.drain(id);
         let meeting = self.participants[&id].admission.meeting.clone();
         for (tid, layer) in requests {
             self.request_keyframe(now, &meeting, tid, layer);
@@ -356,19 +356,13 @@ impl Worker {
         match l.gate.request(now) {
             Decision::Send => {
                 let (owner, mid, rid) = (track.owner, track.mid, l.rid);
-                self.send_pli(now, owner, mid, rid);
+                self.send_pli(owner, mid, rid);
             }
             Decision::Merged => self.stats.keyframe_requests_merged += 1,
         }
     }
 
-    fn send_pli(
-        &mut self,
-        now: Instant,
-        owner: ParticipantId,
-        mid: Mid,
-        rid: Option<str0m::media::Rid>,
-    ) {
+    fn send_pli(&mut self, owner: ParticipantId, mid: Mid, rid: Option<str0m::media::Rid>) {
         let Some(s) = self
             .participants
             .get_mut(&owner)
@@ -385,7 +379,7 @@ impl Worker {
         if matches!(sent, Ok(true)) {
             self.stats.keyframe_requests_sent += 1;
         }
-        self.drain(now, owner);
+        self.drain(owner);
     }
 
     /// Sends merged keyframe requests whose rate-limit interval has passed.
@@ -401,7 +395,7 @@ impl Worker {
             }
         }
         for (owner, mid, rid) in due {
-            self.send_pli(now, owner, mid, rid);
+            self.send_pli(owner, mid, rid);
         }
     }
 

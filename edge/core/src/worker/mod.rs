@@ -240,7 +240,7 @@ impl Worker {
         } else if is_stun {
             self.remember_addr(pid, proto, source);
         }
-        self.drain(now, pid);
+        self.drain(pid);
         self.settle(now);
     }
 
@@ -258,7 +258,7 @@ impl Worker {
                 {
                     self.doom(pid, LeaveReason::Timeout);
                 }
-                self.drain(now, pid);
+                self.drain(pid);
             }
         }
         if now >= self.next_housekeeping {
@@ -347,7 +347,7 @@ impl Worker {
 
     /// Drains one session's outputs: transmits out, events onto the work queue, the next
     /// timeout into the timer set.
-    fn drain(&mut self, now: Instant, pid: ParticipantId) {
+    fn drain(&mut self, pid: ParticipantId) {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
@@ -377,7 +377,6 @@ impl Worker {
                 }
             }
         }
-        let _ = now;
     }
 
     /// Handles queued session events (which may write into other sessions and queue more

@@ -316,7 +316,7 @@ impl Worker {
             .accept_offer(sdp)
             .map_err(|e| Refusal::new(ErrorCode::SdpInvalid, format!("sdp_invalid: {e}")))?;
         self.reconcile_slots(id)?;
-        self.drain(now, id);
+        self.drain(id);
         Ok(answer)
     }
 

@@ -214,7 +214,7 @@ impl Worker {
                     .map_err(|e| ApiError::new(ApiErrorKind::Unprocessable, e.to_string()))?;
             }
         }
-        self.drain(now, id);
+        self.drain(id);
         self.settle(now);
         Ok(restart)
     }
