@@ -53,12 +53,15 @@ cargo test --workspace --doc --locked
 
 step "fuzz targets"
 fuzz_seconds="${ARBOR_FUZZ_SECONDS:-10}"
+# Beside the main build (its own flags would otherwise invalidate it), inside any cache.
+fuzz_target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")/fuzz"
 (
   cd edge/fuzz
-  cargo +nightly fuzz build --dev
+  cargo +nightly fuzz build --dev --target-dir "$fuzz_target_dir"
   for target in $(cargo +nightly fuzz list); do
     echo "fuzzing $target for ${fuzz_seconds}s"
-    cargo +nightly fuzz run --dev "$target" -- -max_total_time="$fuzz_seconds" -max_len=4096 2>&1 | tail -n 3
+    cargo +nightly fuzz run --dev --target-dir "$fuzz_target_dir" "$target" -- \
+      -max_total_time="$fuzz_seconds" -max_len=4096 2>&1 | tail -n 3
   done
 )
 
