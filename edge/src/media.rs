@@ -582,6 +582,103 @@ impl Shell<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_core::signal::ClientMsg;
+
+    fn admission(identity: &str) -> Admission {
+        Admission {
+            meeting: MeetingId::new("m").unwrap(),
+            identity: identity.into(),
+            name: identity.into(),
+            can_publish: true,
+            can_subscribe: true,
+            can_publish_data: true,
+            hidden: false,
+        }
+    }
+
+    /// A client that stops reading its signaling socket costs only itself: once its bounded
+    /// queue is full the worker drops it (it may resume) instead of waiting, and everyone
+    /// else keeps receiving.
+    #[tokio::test]
+    async fn a_signaling_client_that_stops_reading_is_dropped_not_waited_for() {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = udp.local_addr().unwrap();
+        let shared = Shared {
+            index: 0,
+            stats: Default::default(),
+            resources: Default::default(),
+        };
+        let mut shell = Shell {
+            udp: &udp,
+            shared: &shared,
+            signals: HashMap::new(),
+            tcp_writers: HashMap::new(),
+        };
+        let cfg = WorkerConfig {
+            session: edge_core::SessionConfig::new(local, None).unwrap(),
+            limits: edge_core::Limits::default(),
+            ice_servers: vec![],
+            rng_seed: 1,
+            wall_ms_at_start: 0,
+        };
+        let mut worker = Worker::new(cfg, Instant::now());
+        let join = |shell: &mut Shell<'_>, worker: &mut Worker, who: &str| {
+            let (tx, rx) = oneshot::channel();
+            shell.handle_command(
+                worker,
+                Command::Join {
+                    admission: admission(who),
+                    reply: tx,
+                },
+            );
+            shell.drain(worker);
+            rx
+        };
+        let mut stuck = join(&mut shell, &mut worker, "stuck")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut reader = join(&mut shell, &mut worker, "reader")
+            .await
+            .unwrap()
+            .unwrap();
+        // Far more events than the stuck client's queue holds; the reader drains as it goes.
+        let mut seen = 0;
+        for i in 0..(SIGNAL_QUEUE * 2) {
+            let r = join(&mut shell, &mut worker, &format!("c{i}"))
+                .await
+                .unwrap()
+                .unwrap();
+            shell.handle_command(
+                &mut worker,
+                Command::Client {
+                    participant: r.participant,
+                    msg: ClientMsg::Leave {},
+                },
+            );
+            shell.drain(&mut worker);
+            while let Ok(m) = reader.messages.try_recv() {
+                seen += usize::from(matches!(m, ServerMsg::ParticipantLeft { .. }));
+            }
+        }
+        assert_eq!(seen, SIGNAL_QUEUE * 2, "the reader got every event");
+        assert!(
+            !shell.signals.contains_key(&stuck.participant),
+            "the stuck client was dropped"
+        );
+        assert!(shell.signals.contains_key(&reader.participant));
+        // It kept what fit in its queue; then its stream ended (its socket closes; it may resume).
+        let mut kept = 0;
+        while let Ok(_m) = stuck.messages.try_recv() {
+            kept += 1;
+        }
+        assert_eq!(kept, SIGNAL_QUEUE);
+        assert!(stuck.messages.recv().await.is_none());
+        assert!(
+            worker.has_participant(stuck.participant),
+            "media goes on until the grace ends"
+        );
+    }
 
     #[test]
     fn fnv_is_stable() {
