@@ -27,26 +27,39 @@ export const DEFAULT_VIDEO_CODEC = 'vp8';
 
 /**
  * The send encodings for `codec`. Every codec keeps the three rid layers: Chromium does
- * simulcast with VP8, H.264 (one encoder per layer) and VP9. VP9 needs a `scalabilityMode`
- * on the encodings for that: without one, Chromium takes VP9 with several encodings as
- * "legacy SVC" and sends all spatial layers in the first encoding's one stream, which a
- * forwarding SFU cannot thin out per viewer. L1T3 is what Chromium does for VP8 simulcast
- * anyway (one spatial layer, three temporal layers per encoding).
+ * simulcast with VP8, H.264 and VP9. VP9 needs a `scalabilityMode` on the encodings for
+ * that: without one, Chromium takes VP9 with several encodings as its legacy SVC mode and
+ * sends one stream, on the first encoding only (measured in Chromium 156: rid q alone,
+ * 320×180), so no viewer could get a bigger layer. L1T3 is what Chromium does for VP8
+ * simulcast anyway (one spatial layer, three temporal layers per encoding).
+ *
+ * H.264 simulcast gets a lower frame rate on the quarter layer (15 fps; thumbnails do not
+ * need more). Besides saving bits, layers that differ make Chromium encode each layer with
+ * its own OpenH264 encoder (SimulcastEncoderAdapter). When all layers are alike it uses one
+ * OpenH264 encoder for all of them, and that one ignores the quarter layer's cap: measured
+ * in Chromium 156, 550 kbps at 320×180 for a 150 kbps cap (the other layers stay under
+ * theirs), which pushes the publisher past its bandwidth estimate, so Chromium drops the
+ * full layer. With one encoder per layer each stays near its cap (~110 kbps).
  *
  * Each encoding also names its codec (`RTCRtpEncodingParameters.codec`, one of
  * RTCRtpSender.getCapabilities()): the browser then sends that codec whatever order the
  * answer lists the codecs in. setCodecPreferences alone only orders our offer, and a browser
  * sends the answer's first codec, which the answerer may reorder (RFC 3264 §6.1 only
- * recommends keeping the offer's order); the edge's answer lists VP8 first whatever we
- * offer. Browsers without the member ignore it and fall back to the answer's order.
+ * recommends keeping the offer's order). The edge's answer lists VP8 first whatever we
+ * offer, while it takes our offer's first codec as the track's codec: without `codec` here,
+ * a VP9 or H.264 preference would send VP8 labelled as the other codec, and no viewer could
+ * decode it. Browsers without the member ignore it and fall back to the answer's order.
  */
 export function encodingsFor(codec, encodings, sendCodec = sendCapability(codec)) {
+  const simulcast = encodings.length > 1;
   return encodings.map((e) => ({
     ...e,
     ...(codec === 'vp9' ? { scalabilityMode: 'L1T3' } : {}),
+    ...(codec === 'h264' && simulcast ? { maxFramerate: e.maxFramerate ?? (e.rid === 'q' ? 15 : 30) } : {}),
     ...(sendCodec ? { codec: sendCodec } : {}),
   }));
 }
+
 /** Spare slots added with each growth, so the next joiner does not cost a renegotiation. */
 const SLOT_HEADROOM = 2;
 /** Upper bounds on the slot pools (every remote audio track needs its own slot); 128 in all, the edge's default `max_slots`. */
@@ -566,7 +579,7 @@ function sendableCodec(wanted) {
   return DEFAULT_VIDEO_CODEC;
 }
 
-/** The first of `codec`'s rank-0 entries in RTCRtpSender.getCapabilities, or null. */
+/** The entry of RTCRtpSender.getCapabilities to send `codec` with (best codecRank), or null. */
 function sendCapability(codec) {
   const caps = globalThis.RTCRtpSender?.getCapabilities?.('video');
   if (!caps) return null;

@@ -141,7 +141,7 @@ impl Session {
     /// demux table finds sessions by it).
     pub fn new(now: Instant, cfg: &SessionConfig, creds: IceCreds) -> Self {
         let ufrag = creds.ufrag.clone();
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder()
             .set_crypto_provider(cfg.crypto.clone())
             .set_dtls_cert(cfg.cert.clone())
             .set_local_ice_credentials(creds)
@@ -150,11 +150,16 @@ impl Session {
             .enable_bwe(Some(cfg.initial_bwe))
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
-            .enable_vp9(true)
-            .set_stats_interval(Some(Duration::from_secs(2)))
-            .build(now);
+            .set_stats_interval(Some(Duration::from_secs(2)));
+        for codec in VIDEO_CODECS {
+            builder = match codec {
+                Codec::Vp8 => builder.enable_vp8(true),
+                Codec::H264 => builder.enable_h264(true),
+                Codec::Vp9 => builder.enable_vp9(true),
+                _ => builder,
+            };
+        }
+        let mut rtc = builder.build(now);
         if let Ok(c) = Candidate::host(cfg.udp, "udp") {
             rtc.add_local_candidate(c);
         }
@@ -207,7 +212,7 @@ impl Session {
             .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
             .map(Mid::from)
             .collect();
-        Ok(answer.to_sdp_string())
+        Ok(follow_offer_order(sdp, &answer.to_sdp_string()))
     }
 
     /// The m-lines of the session, in SDP order.
@@ -365,6 +370,83 @@ impl Session {
     }
 }
 
+/// The video codecs an edge forwards, in its own preference order.
+pub const VIDEO_CODECS: [Codec; 3] = [Codec::Vp8, Codec::H264, Codec::Vp9];
+
+/// Reorders the payload types of each answer m-line to follow the offer's order for the same
+/// mid. str0m lists codecs in its configured order; a browser sends the answer's first codec,
+/// so without this a client that prefers VP9 or H.264 (Safari, `setCodecPreferences`) would
+/// send VP8. Only the order changes, never the set.
+pub fn follow_offer_order(offer: &str, answer: &str) -> String {
+    let offer_sections = sections(offer);
+    let mut out = String::with_capacity(answer.len());
+    for section in sections(answer) {
+        let mid = section_mid(section);
+        let offered = offer_sections.iter().find(|o| section_mid(o) == mid);
+        match (mid, offered) {
+            (Some(_), Some(offered)) => out.push_str(&reorder_mline(section, offered)),
+            _ => out.push_str(section),
+        }
+    }
+    out
+}
+
+/// Splits an SDP into the session part and its m-sections, keeping line endings.
+fn sections(sdp: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = sdp.match_indices("\nm=").map(|(i, _)| i + 1).collect();
+    starts.insert(0, 0);
+    starts.push(sdp.len());
+    starts.windows(2).map(|w| &sdp[w[0]..w[1]]).collect()
+}
+
+fn section_mid(section: &str) -> Option<&str> {
+    section
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+}
+
+fn rtpmap_name<'a>(section: &'a str, pt: &str) -> Option<&'a str> {
+    section.lines().find_map(|l| {
+        let rest = l
+            .strip_prefix("a=rtpmap:")?
+            .strip_prefix(pt)?
+            .strip_prefix(' ')?;
+        rest.split('/').next()
+    })
+}
+
+fn reorder_mline(section: &str, offered: &str) -> String {
+    let Some((mline, rest)) = section.split_once('\n') else {
+        return section.to_owned();
+    };
+    let (mline, cr) = match mline.strip_suffix('\r') {
+        Some(m) => (m, "\r"),
+        None => (mline, ""),
+    };
+    let fields: Vec<&str> = mline.split(' ').collect();
+    let offered_pts: Vec<&str> = offered
+        .lines()
+        .next()
+        .map(|l| l.trim_end().split(' ').skip(3).collect())
+        .unwrap_or_default();
+    if fields.len() <= 3 || offered_pts.is_empty() {
+        return section.to_owned();
+    }
+    // Rank by the same payload type in the offer, else by the first offered one with the
+    // same codec name; unknown ones keep their place at the end.
+    let rank = |pt: &str| {
+        offered_pts.iter().position(|o| *o == pt).or_else(|| {
+            let name = rtpmap_name(section, pt)?;
+            offered_pts
+                .iter()
+                .position(|o| rtpmap_name(offered, o).is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        })
+    };
+    let mut pts = fields[3..].to_vec();
+    pts.sort_by_key(|pt| rank(pt).unwrap_or(usize::MAX));
+    format!("{} {}{cr}\n{rest}", fields[..3].join(" "), pts.join(" "))
+}
+
 /// str0m's parser errors span lines and carry a pointer offset; a client needs the gist.
 fn tidy_parse_error(raw: &str) -> String {
     raw.lines()
@@ -395,6 +477,24 @@ pub fn ice_creds(rng: &mut impl rand::Rng) -> IceCreds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_answer_follows_the_offered_codec_order() {
+        let offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 98 99 96 97\r\na=mid:1\r\n\
+                     a=rtpmap:98 VP9/90000\r\na=rtpmap:99 rtx/90000\r\n\
+                     a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n";
+        let answer = "v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99\r\na=mid:1\r\n\
+                      a=rtpmap:96 VP8/90000\r\na=rtpmap:98 VP9/90000\r\n";
+        let fixed = follow_offer_order(offer, answer);
+        assert!(
+            fixed.contains("m=video 9 UDP/TLS/RTP/SAVPF 98 99 96 97\r\n"),
+            "{fixed}"
+        );
+        assert_eq!(fixed.len(), answer.len());
+        assert!(fixed.starts_with("v=0\r\ns=-\r\n") && fixed.ends_with("VP9/90000\r\n"));
+        // Nothing to follow: unchanged.
+        assert_eq!(follow_offer_order("v=0\r\n", answer), answer);
+    }
 
     #[test]
     fn parse_errors_read_as_one_clean_line() {

@@ -22,6 +22,7 @@
 //!
 //! Everything here is plain data and pure functions; the worker owns the str0m sessions.
 
+pub mod h264;
 pub mod keyframe;
 pub mod layers;
 pub mod rewrite;

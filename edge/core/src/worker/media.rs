@@ -12,7 +12,7 @@ use crate::meeting::Role;
 use crate::router::keyframe::Decision;
 use crate::router::layers::{self, SlotView};
 use crate::router::rewrite::Vp8Ids;
-use crate::router::{Track, Verdict, vp8};
+use crate::router::{Track, Verdict, h264, vp8};
 use crate::signal::{Kind, Quality, ServerMsg, Source, Speaker};
 use crate::speaker;
 
@@ -41,7 +41,7 @@ fn inspect(codec: Option<Codec>, kind: Kind, payload: &[u8]) -> PayloadInfo {
             None => PayloadInfo::default(),
         },
         Some(Codec::H264) => PayloadInfo {
-            keyframe_start: str0m::format::detect_h264_keyframe(payload),
+            keyframe_start: h264::starts_keyframe(payload),
             ..Default::default()
         },
         Some(Codec::Vp9) => PayloadInfo {
@@ -78,11 +78,22 @@ impl Worker {
         let Some(track) = m.tracks.get_mut(&tid) else {
             return;
         };
-        if track.params.is_none()
-            && let Some(params) = params
+        // The first packet tells the codec for sure: the publisher may not send its first
+        // negotiated preference. Slots re-pick their payload type when it changes.
+        if let Some(params) = params
+            && track.params.as_ref().is_none_or(|p| p.pt() != params.pt())
         {
             track.codec = Some(params.spec().codec);
             track.params = Some(params);
+            for (sub, mid) in &track.subscribers {
+                if let Some(slot) = self
+                    .participants
+                    .get_mut(sub)
+                    .and_then(|p| p.slot_mut(*mid))
+                {
+                    slot.pt = None;
+                }
+            }
         }
         let Some(layer_idx) = track.layer_index(rid.as_ref()) else {
             return;
