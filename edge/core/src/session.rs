@@ -405,14 +405,19 @@ fn section_mid(section: &str) -> Option<&str> {
         .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
 }
 
-fn rtpmap_name<'a>(section: &'a str, pt: &str) -> Option<&'a str> {
-    section.lines().find_map(|l| {
-        let rest = l
-            .strip_prefix("a=rtpmap:")?
-            .strip_prefix(pt)?
-            .strip_prefix(' ')?;
-        rest.split('/').next()
-    })
+/// Payload type → codec name, from a section's `a=rtpmap` lines.
+fn rtpmaps(section: &str) -> Vec<(&str, &str)> {
+    section
+        .lines()
+        .filter_map(|l| {
+            let (pt, rest) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            Some((pt, rest.split('/').next()?))
+        })
+        .collect()
+}
+
+fn name_of<'a>(map: &[(&str, &'a str)], pt: &str) -> Option<&'a str> {
+    map.iter().find(|(p, _)| *p == pt).map(|(_, n)| *n)
 }
 
 fn reorder_mline(section: &str, offered: &str) -> String {
@@ -432,18 +437,23 @@ fn reorder_mline(section: &str, offered: &str) -> String {
     if fields.len() <= 3 || offered_pts.is_empty() {
         return section.to_owned();
     }
+    let (ours, theirs) = (rtpmaps(section), rtpmaps(offered));
     // Rank by the same payload type in the offer, else by the first offered one with the
-    // same codec name; unknown ones keep their place at the end.
+    // same codec name; unknown ones keep their place at the end. Each key is computed once.
     let rank = |pt: &str| {
         offered_pts.iter().position(|o| *o == pt).or_else(|| {
-            let name = rtpmap_name(section, pt)?;
+            let name = name_of(&ours, pt)?;
             offered_pts
                 .iter()
-                .position(|o| rtpmap_name(offered, o).is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                .position(|o| name_of(&theirs, o).is_some_and(|n| n.eq_ignore_ascii_case(name)))
         })
     };
-    let mut pts = fields[3..].to_vec();
-    pts.sort_by_key(|pt| rank(pt).unwrap_or(usize::MAX));
+    let mut pts: Vec<(usize, &str)> = fields[3..]
+        .iter()
+        .map(|pt| (rank(pt).unwrap_or(usize::MAX), *pt))
+        .collect();
+    pts.sort_by_key(|(r, _)| *r);
+    let pts: Vec<&str> = pts.into_iter().map(|(_, pt)| pt).collect();
     format!("{} {}{cr}\n{rest}", fields[..3].join(" "), pts.join(" "))
 }
 
