@@ -317,3 +317,53 @@ fn offer_round_trip_is_documented_protocol() {
     let offer = mesh.peers[p].client.add_slots(mesh.now, 1, 0).unwrap();
     assert!(matches!(offer.to_msg_core(), ClientMsg::Offer { publish, .. } if publish.len() == 2));
 }
+
+#[test]
+fn chat_is_size_limited_rate_limited_and_replayed_to_late_joiners() {
+    let mut mesh = Mesh::new(Limits::default());
+    let chat = |text: &str| ClientMsg::Chat { text: text.into() };
+    // Eleven people send ten messages each: 110 messages, the history keeps the last 100.
+    let talkers: Vec<usize> = (0..11)
+        .map(|i| mesh.join(&format!("t{i}"), ClientConfig::subscriber(mesh.epoch, 0, 1)))
+        .collect();
+    for &t in &talkers {
+        for k in 0..10 {
+            mesh.send(t, chat(&format!("m{t}-{k}")));
+        }
+    }
+    // The eleventh message within ten seconds is refused, as is an oversized one.
+    mesh.send(0, chat("one too many"));
+    mesh.send(1, chat(&"x".repeat(2001)));
+    let code_of = |mesh: &Mesh, p: usize| {
+        mesh.peers[p].inbox.iter().rev().find_map(|m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        code_of(&mesh, 0),
+        Some(edge_core::signal::ErrorCode::RateLimited)
+    );
+    assert_eq!(
+        code_of(&mesh, 1),
+        Some(edge_core::signal::ErrorCode::ChatTooLong)
+    );
+    // Everyone got every accepted message, their own included.
+    let chats = |p: usize| {
+        mesh.peers[p]
+            .inbox
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::Chat { .. }))
+            .count()
+    };
+    assert_eq!(chats(talkers[0]), 110);
+    // A late joiner finds the last 100, oldest first.
+    let late = mesh.join("late", ClientConfig::subscriber(mesh.epoch, 0, 1));
+    let ServerMsg::Joined(snap) = &mesh.peers[late].inbox[0] else {
+        panic!("first message is joined: {:?}", mesh.peers[late].inbox[0]);
+    };
+    assert_eq!(snap.chat.len(), 100);
+    assert_eq!(snap.chat[0].text, "m1-0");
+    assert_eq!(snap.chat[99].text, "m10-9");
+    assert!(snap.chat.windows(2).all(|w| w[0].id < w[1].id));
+}
