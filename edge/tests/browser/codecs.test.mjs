@@ -10,7 +10,7 @@
 
 import test, { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, joinMeeting, waitFor, snapshot, inbound, trackOf, expectDecoding, dumpPages } from './helpers.mjs';
+import { launchBrowser, joinMeeting, waitFor, snapshot, inbound, trackOf, expectDecoding, dumpPages, stepper } from './helpers.mjs';
 
 const CODECS = [
   { param: 'vp9', mime: 'video/VP9', label: 'VP9' },
@@ -51,23 +51,11 @@ async function describeSent(p) {
 for (const codec of CODECS) {
   test(`${codec.label} publisher, VP8 viewers`, { timeout: 120_000 }, async (t) => {
     const people = [];
-    let failed = false;
-    let blocked = false;
+    const { step, state } = stepper(t);
     const close = async () => {
-      if (failed) await dumpPages(`codecs-${codec.param}`, people);
+      if (state.failed) await dumpPages(`codecs-${codec.param}`, people);
       await Promise.all(people.map((p) => p.context.close().catch(() => {})));
     };
-    const step = (name, fn, { critical = false, todo } = {}) =>
-      t.test(name, { todo }, async (st) => {
-        if (blocked) return st.skip('an earlier step that this one needs failed');
-        try {
-          await fn();
-        } catch (err) {
-          failed ||= !todo;
-          blocked ||= critical;
-          throw err;
-        }
-      });
 
     const meeting = `codecs-${codec.param}`;
     try {
@@ -81,7 +69,7 @@ for (const codec of CODECS) {
       const err = joins.find((j) => j.status === 'rejected')?.reason;
       if (err) throw err;
     } catch (err) {
-      failed = true;
+      state.failed = true;
       if (err.page) people.push(err.page);
       await close();
       throw err;

@@ -198,3 +198,24 @@ export async function dumpPages(name, pages) {
     console.log(p.log.slice(-60).join('\n'));
   }
 }
+
+/**
+ * Steps of one scenario as sub-tests of `t`. A failing step marks the scenario failed (so
+ * its pages are dumped); a failing `critical` step skips the steps after it, which depend
+ * on it. Returns the `step` function and the shared `state`.
+ */
+export function stepper(t) {
+  const state = { failed: false, blocked: false };
+  const step = (name, fn, { critical = false } = {}) =>
+    t.test(name, async (st) => {
+      if (state.blocked) return st.skip('an earlier step that this one needs failed');
+      try {
+        await fn();
+      } catch (err) {
+        state.failed = true;
+        state.blocked ||= critical;
+        throw err;
+      }
+    });
+  return { step, state };
+}

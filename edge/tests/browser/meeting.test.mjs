@@ -16,6 +16,7 @@ import {
   expectDecoding,
   dumpPages,
   sleep,
+  stepper,
 } from './helpers.mjs';
 
 const MEETING = 'e2e';
@@ -23,28 +24,15 @@ const MEETING = 'e2e';
 test('three-person meeting', { timeout: 240_000 }, async (t) => {
   const env = await launchBrowser();
   const people = [];
-  let failed = false; // some step failed: keep screenshots and logs
-  let blocked = false; // a step the others depend on failed: skip the rest
+  const { step, state } = stepper(t);
   t.after(async () => {
-    if (failed) await dumpPages('meeting', people);
+    if (state.failed) await dumpPages('meeting', people);
     await env.close();
   });
-  const step = (name, fn, { critical = false, todo } = {}) =>
-    t.test(name, { todo }, async (st) => {
-      if (blocked) return st.skip('an earlier step that this one needs failed');
-      try {
-        await fn();
-      } catch (err) {
-        failed ||= !todo;
-        blocked ||= critical;
-        throw err;
-      }
-    });
-
   try {
     for (const name of ['Alice', 'Bob', 'Carol']) people.push(await joinMeeting(env.browser, { meeting: MEETING, name }));
   } catch (err) {
-    failed = true;
+    state.failed = true;
     if (err.page) people.push(err.page);
     throw err;
   }
