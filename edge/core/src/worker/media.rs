@@ -129,13 +129,22 @@ impl Worker {
             }
         }
         let latency_us = now.saturating_duration_since(pkt.timestamp).as_micros() as u64;
-        let subscribers = track.subscribers.clone();
-        for (sub, slot_mid) in subscribers {
+        // Borrowed out for the fan-out instead of cloned per packet: nothing below changes
+        // subscriptions (session events only queue until `settle`).
+        let subscribers = std::mem::take(&mut track.subscribers);
+        for &(sub, slot_mid) in &subscribers {
             if self.forward(now, sub, slot_mid, tid, layer_idx, pkt, info) {
                 self.stats.rtp_forwarded += 1;
                 self.stats.rtp_bytes_forwarded += pkt.payload.len() as u64;
                 self.stats.record_latency(latency_us);
             }
+        }
+        if let Some(t) = self
+            .meetings
+            .get_mut(&meeting)
+            .and_then(|m| m.tracks.get_mut(&tid))
+        {
+            t.subscribers = subscribers;
         }
     }
 
