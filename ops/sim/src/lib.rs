@@ -1,0 +1,1 @@
+//! Arbor's deterministic simulator (being built: the seeded link model first).

@@ -1,0 +1,1 @@
+//! The sans-IO heart of the Arbor origin (being built: registry, placement, trees).

@@ -1,0 +1,1 @@
+//! The quinn shell of the relay protocol (being built).
