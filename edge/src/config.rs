@@ -64,6 +64,16 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// tcp_port = 7982               # ICE-TCP, worker i on tcp_port + i; 0 disables ICE-TCP
 /// workers = 0                   # media threads; 0 = one per core
 ///
+/// [backbone]                   # the cascade: QUIC links to the origin and other edges
+/// enabled = false               # off: a standalone edge
+/// listen = "127.0.1.1:7890"     # relay endpoint (UDP); mutual TLS from the cluster CA
+/// # public_addr = "203.0.113.7:7890"  # what other edges dial (default: listen)
+/// origin = "127.0.0.1:7790"     # the origin's relay endpoint
+/// pki_dir = ".arbor/pki"        # ca.pem, edge-<id>.pem, edge-<id>.key (docs/relay-tls.md)
+/// latitude = 0.0                # where this edge is, in degrees
+/// longitude = 0.0
+/// capacity = 10000              # participants before the origin stops placing here
+///
 /// [auth]
 /// dev_tokens = false            # let the built-in web page mint its own tokens: demos only
 ///
@@ -87,12 +97,13 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// `ARBOR_HTTP_LISTEN=0.0.0.0:443`, `ARBOR_MEDIA_WORKERS=4`, `ARBOR_AUTH_DEV_TOKENS=true`,
 /// `ARBOR_HTTP_CORS_ORIGINS=https://a.example,https://b.example`. The keys map is replaced
 /// as a whole by `ARBOR_AUTH_KEYS="key1=secret1,key2=secret2"`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub edge: Edge,
     pub http: Http,
     pub media: Media,
+    pub backbone: Backbone,
     pub auth: Auth,
     pub limits: Limits,
     pub log: Log,
@@ -132,6 +143,50 @@ pub struct Media {
     pub tcp_port: u16,
     /// Media worker threads; 0 means one per core. See [`Media::worker_count`].
     pub workers: usize,
+}
+
+/// `[backbone]`: the QUIC links to the origin and the other edges (the cascade). Off, the
+/// edge runs alone: every meeting lives on it only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backbone {
+    pub enabled: bool,
+    /// The relay endpoint (UDP, QUIC) this edge binds.
+    pub listen: SocketAddr,
+    /// The address other edges dial; see [`Backbone::public_addr`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_addr: Option<SocketAddr>,
+    /// The origin's relay endpoint.
+    pub origin: SocketAddr,
+    /// Holds `ca.pem` and this edge's `edge-<id>.pem` / `.key` (see `docs/relay-tls.md`).
+    pub pki_dir: PathBuf,
+    /// Where this edge is, in degrees (placement and DNS steering use it).
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Participants this edge takes before the origin stops placing meetings on it.
+    pub capacity: u32,
+}
+
+impl Default for Backbone {
+    fn default() -> Self {
+        Backbone {
+            enabled: false,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1)), 7890),
+            public_addr: None,
+            origin: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 7790),
+            pki_dir: PathBuf::from(".arbor/pki"),
+            latitude: 0.0,
+            longitude: 0.0,
+            capacity: 10_000,
+        }
+    }
+}
+
+impl Backbone {
+    /// The relay address other edges dial: `public_addr` if set, else `listen`.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr.unwrap_or(self.listen)
+    }
 }
 
 /// `[auth]`: who may mint tokens for this edge.
@@ -327,8 +382,37 @@ impl Config {
         self.check_media(&mut problems, workers);
         self.check_auth(&mut problems);
         self.check_limits(&mut problems);
+        self.check_backbone(&mut problems);
         check_log_level(&mut problems, &self.log.level);
         problems.into_result()
+    }
+
+    fn check_backbone(&self, p: &mut Problems) {
+        let b = &self.backbone;
+        if !b.enabled {
+            return;
+        }
+        if !(-90.0..=90.0).contains(&b.latitude) {
+            p.add(
+                "backbone.latitude",
+                format!("{} is not a latitude (-90..=90)", b.latitude),
+            );
+        }
+        if !(-180.0..=180.0).contains(&b.longitude) {
+            p.add(
+                "backbone.longitude",
+                format!("{} is not a longitude (-180..=180)", b.longitude),
+            );
+        }
+        if b.capacity == 0 {
+            p.add("backbone.capacity", "must be at least 1");
+        }
+        if b.public_addr().ip().is_unspecified() {
+            p.add(
+                "backbone.public_addr",
+                "other edges cannot dial an unspecified address; set public_addr",
+            );
+        }
     }
 
     fn check_http(&self, p: &mut Problems) {
@@ -687,6 +771,14 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("media", "udp_port"),
     ("media", "tcp_port"),
     ("media", "workers"),
+    ("backbone", "enabled"),
+    ("backbone", "listen"),
+    ("backbone", "public_addr"),
+    ("backbone", "origin"),
+    ("backbone", "pki_dir"),
+    ("backbone", "latitude"),
+    ("backbone", "longitude"),
+    ("backbone", "capacity"),
     ("auth", "dev_tokens"),
     ("auth", "keys"),
     ("limits", "max_participants"),
@@ -726,6 +818,14 @@ fn apply_env(cfg: &mut Config, var: &str, value: &str) -> Result<(), String> {
         ("media", "udp_port") => c.media.udp_port = typed(value)?,
         ("media", "tcp_port") => c.media.tcp_port = typed(value)?,
         ("media", "workers") => c.media.workers = typed(value)?,
+        ("backbone", "enabled") => c.backbone.enabled = boolean(value)?,
+        ("backbone", "listen") => c.backbone.listen = typed(value)?,
+        ("backbone", "public_addr") => c.backbone.public_addr = Some(typed(value)?),
+        ("backbone", "origin") => c.backbone.origin = typed(value)?,
+        ("backbone", "pki_dir") => c.backbone.pki_dir = PathBuf::from(value),
+        ("backbone", "latitude") => c.backbone.latitude = typed(value)?,
+        ("backbone", "longitude") => c.backbone.longitude = typed(value)?,
+        ("backbone", "capacity") => c.backbone.capacity = typed(value)?,
         ("auth", "dev_tokens") => c.auth.dev_tokens = boolean(value)?,
         ("auth", "keys") => c.auth.keys = key_map(value)?,
         ("limits", "max_participants") => c.limits.max_participants = typed(value)?,
@@ -1061,6 +1161,7 @@ mod tests {
         let mut cfg = Config::dev_default();
         cfg.http.public_url = Some("http://x".into());
         cfg.media.public_ip = Some(DEFAULT_IP);
+        cfg.backbone.public_addr = Some(cfg.backbone.listen);
         let table: toml::Table = toml::from_str(&cfg.to_toml()).unwrap();
         let mut from_toml = Vec::new();
         for (section, keys) in &table {

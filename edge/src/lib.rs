@@ -5,9 +5,11 @@
 //! tests, `arbor up` and the `arbor-edge` binary all start an edge the same way.
 //!
 //! - [`media`]: worker threads (one per core) driving `edge_core::Worker`.
+//! - [`backbone`]: QUIC links to the origin and the other edges (the cascade).
 //! - [`http`]: signaling WebSocket, WHIP/WHEP, web client, `/livez`, `/readyz`, `/metrics`.
 //! - [`config`]: the TOML configuration with env overrides.
 
+pub mod backbone;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -28,6 +30,8 @@ use crate::media::{Media, MediaConfig};
 #[derive(Debug)]
 pub struct Edge {
     pub http_addr: SocketAddr,
+    /// The relay endpoint's address, when the backbone is enabled.
+    pub relay_addr: Option<SocketAddr>,
     pub media: Media,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -46,6 +50,7 @@ impl Edge {
             max_slots: config.limits.max_subscriptions_per_participant,
             ..Default::default()
         };
+        let (to_origin, from_workers) = tokio::sync::mpsc::channel(backbone::ORIGIN_QUEUE);
         let media = Media::start(&MediaConfig {
             bind: config.media.bind,
             public_ip: config.media.public_ip.unwrap_or(config.media.bind),
@@ -53,7 +58,27 @@ impl Edge {
             tcp_port: config.media.tcp_port,
             workers,
             limits,
+            edge: config.edge.id.clone(),
+            to_origin: config.backbone.enabled.then_some(to_origin),
         })?;
+        let relay_addr = if config.backbone.enabled {
+            let b = &config.backbone;
+            let cfg = backbone::BackboneConfig {
+                edge: config.edge.id.clone(),
+                region: config.edge.region.clone(),
+                listen: b.listen,
+                public_addr: b.public_addr(),
+                origin: b.origin,
+                pki: relay_quic::PkiDir::new(&b.pki_dir),
+                lat_e6: (b.latitude * 1e6).round() as i32,
+                lon_e6: (b.longitude * 1e6).round() as i32,
+                http_url: config.http.public_url(),
+                capacity: b.capacity,
+            };
+            Some(backbone::start(cfg, media.clone(), from_workers)?.local_addr)
+        } else {
+            None
+        };
         let metrics = telemetry::Metrics::install(&config.edge.id)?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
@@ -84,6 +109,7 @@ impl Edge {
         tracing::info!(%http_addr, udp = ?media.udp_addrs(), "edge started");
         Ok(Edge {
             http_addr,
+            relay_addr,
             media,
             shutdown: Some(tx),
             server,

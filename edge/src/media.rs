@@ -7,8 +7,13 @@
 //! its thread, so the media path has no locks; the HTTP side reaches it through a bounded
 //! command channel ([`COMMAND_QUEUE`]) and never waits on media.
 //!
-//! A meeting's id hashes (FNV-1a, stable across builds and processes) to one worker, so
-//! all of a meeting's participants meet on one thread.
+//! A meeting's id hashes (`MeetingId::hash32`, FNV-1a: stable across builds, processes and
+//! edges) to one worker, so all of a meeting's participants meet on one thread, and a relay
+//! datagram finds its worker from the meeting hash in its flow id.
+//!
+//! The cascade reaches workers through the same command queue (tree updates, relay
+//! messages and datagrams from `crate::backbone`); workers send relay traffic straight on
+//! the link handles the backbone gives them, and origin-bound reports on one channel.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,10 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use bytes::Bytes;
 use edge_core::signal::{ClientMsg, ServerMsg};
 use edge_core::worker::IceRestart;
 use edge_core::{Admission, ApiError, Output, Role, Worker, WorkerConfig, WorkerStats};
-use relay_proto::{MeetingId, ParticipantId};
+use relay_proto::{Control, EdgeId, MeetingId, ParticipantId, TreeUpdate};
+use relay_quic::LinkHandle;
 use str0m::net::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -85,6 +92,28 @@ pub enum Command {
         participant: ParticipantId,
         reply: oneshot::Sender<Result<(), ApiError>>,
     },
+    /// From the origin: this edge's neighbours in a meeting's tree changed.
+    TreeUpdate(TreeUpdate),
+    /// A control message from a peer edge.
+    Relay {
+        from: EdgeId,
+        msg: Control,
+    },
+    /// A media datagram from a peer edge.
+    RelayDatagram {
+        from: EdgeId,
+        bytes: Bytes,
+    },
+    /// A link to a peer edge is up: send to it on this handle.
+    LinkUp {
+        peer: EdgeId,
+        link: LinkHandle,
+    },
+    LinkDown {
+        peer: EdgeId,
+    },
+    /// The origin link is back: report presence in full.
+    ResendPresence,
 }
 
 /// A joined (or resumed) participant: its id and the stream of messages for its socket.
@@ -182,6 +211,10 @@ pub struct MediaConfig {
     pub tcp_port: u16,
     pub workers: usize,
     pub limits: edge_core::Limits,
+    /// This edge's id (hop chains, meeting events).
+    pub edge: EdgeId,
+    /// Where workers send origin-bound reports; `None` for a standalone edge.
+    pub to_origin: Option<mpsc::Sender<Control>>,
 }
 
 impl Media {
@@ -227,6 +260,7 @@ impl Media {
                 session,
                 limits: cfg.limits.clone(),
                 ice_servers: Vec::new(),
+                edge: cfg.edge.clone(),
                 rng_seed: rand::random(),
                 wall_ms_at_start: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -238,6 +272,7 @@ impl Media {
             let thread_resources = resources.clone();
             let local = udp_local;
             let public_ip = cfg.public_ip;
+            let to_origin = cfg.to_origin.clone();
             std::thread::Builder::new()
                 .name(format!("media-{i}"))
                 .spawn(move || {
@@ -249,6 +284,7 @@ impl Media {
                         index: i,
                         stats: thread_stats,
                         resources: thread_resources,
+                        to_origin,
                     };
                     let result = rt.block_on(run(wcfg, udp, tcp, local, public_ip, rx, shared));
                     if let Err(e) = result {
@@ -269,7 +305,16 @@ impl Media {
 
     /// The worker a meeting lives on.
     pub fn worker_for(&self, meeting: &MeetingId) -> usize {
-        (fnv1a(meeting.as_str().as_bytes()) % self.workers.len() as u64) as usize
+        self.worker_for_hash(meeting.hash32())
+    }
+
+    /// The worker for a meeting hash (`MeetingId::hash32`, also the high half of flow ids).
+    pub fn worker_for_hash(&self, hash: u32) -> usize {
+        hash as usize % self.workers.len()
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
     }
 
     /// Queues a command on a worker. Fails when the worker's queue is full (overload) or
@@ -304,13 +349,6 @@ impl Media {
 #[derive(Debug, Clone, Copy)]
 pub struct Overloaded;
 
-/// FNV-1a 64: a hash that is the same in every build and process, unlike `DefaultHasher`.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 fn set_buffers(s: &std::net::UdpSocket) {
     let s = socket2::SockRef::from(s);
     let _ = s.set_recv_buffer_size(4 << 20);
@@ -322,6 +360,7 @@ struct Shared {
     index: usize,
     stats: Arc<Mutex<WorkerStats>>,
     resources: Arc<Mutex<Resources>>,
+    to_origin: Option<mpsc::Sender<Control>>,
 }
 
 /// A frame from an ICE-TCP connection, or its end.
@@ -349,6 +388,7 @@ async fn run(
         shared: &shared,
         signals: HashMap::new(),
         tcp_writers: HashMap::new(),
+        links: HashMap::new(),
     };
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(TCP_QUEUE);
     let mut buf = vec![0u8; 2048];
@@ -474,6 +514,8 @@ struct Shell<'a> {
     shared: &'a Shared,
     signals: HashMap<ParticipantId, mpsc::Sender<ServerMsg>>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Live relay links to peer edges.
+    links: HashMap<EdgeId, LinkHandle>,
 }
 
 impl Shell<'_> {
@@ -528,6 +570,20 @@ impl Shell<'_> {
             Command::Delete { participant, reply } => {
                 let _ = reply.send(worker.delete(now, participant));
             }
+            Command::TreeUpdate(update) => worker.handle_tree_update(now, update),
+            Command::Relay { from, msg } => worker.handle_relay(now, &from, msg),
+            Command::RelayDatagram { from, bytes } => {
+                worker.handle_relay_datagram(now, &from, &bytes);
+            }
+            Command::LinkUp { peer, link } => {
+                self.links.insert(peer.clone(), link);
+                worker.handle_link_up(now, &peer);
+            }
+            Command::LinkDown { peer } => {
+                self.links.remove(&peer);
+                worker.handle_link_down(now, &peer);
+            }
+            Command::ResendPresence => worker.resend_presence(),
         }
     }
 
@@ -573,6 +629,28 @@ impl Shell<'_> {
                         r.remove_participant(self.shared.index, p);
                     }
                 }
+                Output::Relay(to, msg) => {
+                    // A full or missing link loses the message; the peer's next link-up
+                    // brings both sides' state back in full.
+                    let sent = self.links.get(&to).is_some_and(|l| l.try_send(msg).is_ok());
+                    if !sent {
+                        metrics::counter!("arbor_relay_messages_dropped_total").increment(1);
+                    }
+                }
+                Output::RelayDatagram(to, bytes) => {
+                    let sent = self
+                        .links
+                        .get(&to)
+                        .is_some_and(|l| l.send_datagram(bytes).is_ok());
+                    if !sent {
+                        metrics::counter!("arbor_relay_datagrams_dropped_total").increment(1);
+                    }
+                }
+                Output::Origin(msg) => {
+                    if let Some(tx) = &self.shared.to_origin {
+                        let _ = tx.try_send(msg);
+                    }
+                }
                 Output::Timeout(at) => return at,
             }
         }
@@ -607,17 +685,20 @@ mod tests {
             index: 0,
             stats: Default::default(),
             resources: Default::default(),
+            to_origin: None,
         };
         let mut shell = Shell {
             udp: &udp,
             shared: &shared,
             signals: HashMap::new(),
             tcp_writers: HashMap::new(),
+            links: HashMap::new(),
         };
         let cfg = WorkerConfig {
             session: edge_core::SessionConfig::new(local, None).unwrap(),
             limits: edge_core::Limits::default(),
             ice_servers: vec![],
+            edge: "edge-test".parse().unwrap(),
             rng_seed: 1,
             wall_ms_at_start: 0,
         };
@@ -678,12 +759,5 @@ mod tests {
             worker.has_participant(stuck.participant),
             "media goes on until the grace ends"
         );
-    }
-
-    #[test]
-    fn fnv_is_stable() {
-        // Pinned values: a meeting must hash to the same worker in every build.
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -62,8 +62,8 @@ fn joins() -> usize {
 
 /// Heap held by the mesh's worker: what dropping it releases.
 fn worker_heap(mesh: &mut Mesh) -> isize {
-    let fresh = Mesh::new(Limits::default()).worker;
-    let old = std::mem::replace(&mut mesh.worker, fresh);
+    let fresh = Mesh::new(Limits::default()).edges.remove(0).worker;
+    let old = std::mem::replace(mesh.worker(), fresh);
     let before = LIVE.load(Ordering::Relaxed);
     drop(old);
     before - LIVE.load(Ordering::Relaxed)

@@ -61,9 +61,9 @@ fn forwarding(c: &mut Criterion) {
     for subs in [1usize, 10, 50] {
         // Count what one replay forwards, to express the cost per forwarded packet.
         let (mut mesh, captured) = setup(subs);
-        let forwarded_before = mesh.worker.stats().rtp_forwarded;
+        let forwarded_before = mesh.edges[0].worker.stats().rtp_forwarded;
         mesh.replay_to_edge(&captured);
-        let forwarded = mesh.worker.stats().rtp_forwarded - forwarded_before;
+        let forwarded = mesh.edges[0].worker.stats().rtp_forwarded - forwarded_before;
         assert!(forwarded > 0, "nothing forwarded");
         group.throughput(Throughput::Elements(forwarded));
         group.bench_function(format!("1_to_{subs}"), |b| {

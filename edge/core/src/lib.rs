@@ -19,7 +19,10 @@
 //! - [`session`]: one client's str0m `Rtc`, panic-isolated.
 //! - [`worker`]: the state machine tying them together, plus demultiplexing.
 //! - [`signal`]: the meeting signaling messages (`docs/signaling.md`).
+//! - [`cascade`]: how a meeting spans edges: announcements, demand, per-hop repair, events
+//!   (`docs/relay.md`). The worker speaks it through `Output::Relay*` and `handle_relay*`.
 
+pub mod cascade;
 pub mod dtls;
 pub mod meeting;
 pub mod router;

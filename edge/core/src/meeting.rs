@@ -109,7 +109,8 @@ impl Participant {
     }
 }
 
-/// One meeting on this worker.
+/// One meeting on this worker: its local participants, and whatever the cascade brings
+/// from other edges (remote tracks live in `tracks` beside local ones).
 #[derive(Debug)]
 pub struct Meeting {
     pub id: MeetingId,
@@ -122,6 +123,8 @@ pub struct Meeting {
     pub next_chat_id: u64,
     /// The speaker order last announced.
     pub speakers: Vec<ParticipantId>,
+    /// Its place in the cascade: tree neighbours, remote participants.
+    pub links: crate::cascade::Links,
 }
 
 impl Meeting {
@@ -134,6 +137,7 @@ impl Meeting {
             chat: VecDeque::new(),
             next_chat_id: 1,
             speakers: Vec::new(),
+            links: Default::default(),
         }
     }
 }

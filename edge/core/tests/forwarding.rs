@@ -31,48 +31,15 @@ fn meeting() -> (Mesh, relay_proto::TrackId) {
     (mesh, track.id)
 }
 
-fn subscribe(mesh: &mut Mesh, peer: usize, track: relay_proto::TrackId, max_height: u32) {
-    let mid = mesh.peers[peer].client.mids().video_slots[0];
-    mesh.send(
-        peer,
-        ClientMsg::Subscribe {
-            track_id: track,
-            mid: mid.to_string(),
-            max_width: None,
-            max_height: Some(max_height),
-        },
-    );
-    mesh.peers[peer]
-        .client
-        .set_expecting(mesh.now, mid, true)
-        .unwrap();
-    let errors: Vec<_> = mesh.peers[peer]
-        .inbox
-        .iter()
-        .filter(|m| matches!(m, ServerMsg::Error { .. }))
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
-}
-
-fn video_slot(mesh: &mut Mesh, peer: usize) -> arbor_loadgen::SlotStats {
-    let now = mesh.now;
-    let stats = mesh.peers[peer].client.stats(now);
-    stats
-        .slots
-        .into_iter()
-        .find(|s| s.kind == Some(arbor_loadgen::protocol::Kind::Video))
-        .expect("a video slot")
-}
-
 #[test]
 fn subscribers_get_the_layer_their_tile_needs() {
     let (mut mesh, track) = meeting();
-    subscribe(&mut mesh, 1, track, 720);
-    subscribe(&mut mesh, 2, track, 180);
+    mesh.subscribe(1, track, 720);
+    mesh.subscribe(2, track, 180);
     mesh.run(Duration::from_secs(4));
 
-    let big = video_slot(&mut mesh, 1);
-    let small = video_slot(&mut mesh, 2);
+    let big = mesh.video_slot(1);
+    let small = mesh.video_slot(2);
     assert_eq!((big.width, big.height), (Some(1280), Some(720)), "{big:#?}");
     assert_eq!(
         (small.width, small.height),
@@ -100,19 +67,19 @@ fn subscribers_get_the_layer_their_tile_needs() {
 #[test]
 fn a_bandwidth_drop_steps_down_and_recovery_steps_back_up() {
     let (mut mesh, track) = meeting();
-    subscribe(&mut mesh, 1, track, 720);
-    subscribe(&mut mesh, 2, track, 720);
+    mesh.subscribe(1, track, 720);
+    mesh.subscribe(2, track, 720);
     mesh.run(Duration::from_secs(4));
-    assert_eq!(video_slot(&mut mesh, 1).height, Some(720));
+    assert_eq!(mesh.video_slot(1).height, Some(720));
 
     // Bob's downlink falls to 600 kbit/s: 720p (1.5 Mbit/s) no longer fits.
     mesh.peers[1].downlink_bps = Some(600_000);
-    let carol_before = video_slot(&mut mesh, 2);
+    let carol_before = mesh.video_slot(2);
     mesh.run(Duration::from_secs(10));
-    let down = video_slot(&mut mesh, 1);
+    let down = mesh.video_slot(1);
     assert!(down.height.unwrap() < 720, "stepped down: {down:#?}");
     // A slow subscriber costs only itself: Carol keeps 720p, without a glitch.
-    let carol = video_slot(&mut mesh, 2);
+    let carol = mesh.video_slot(2);
     assert_eq!(carol.height, Some(720), "{carol:#?}");
     assert_eq!(carol.layer_switches, carol_before.layer_switches);
     assert_eq!(carol.non_contiguous, 0, "{carol:#?}");
@@ -121,7 +88,7 @@ fn a_bandwidth_drop_steps_down_and_recovery_steps_back_up() {
     // The link recovers; probing finds the capacity and the slot climbs back.
     mesh.peers[1].downlink_bps = None;
     mesh.run(Duration::from_secs(20));
-    let up = video_slot(&mut mesh, 1);
+    let up = mesh.video_slot(1);
     assert_eq!(up.height, Some(720), "stepped back up: {up:#?}");
     assert!(up.layer_switches >= 2);
     // Under the bottleneck the link itself drops packets (keyframes included), so only the
@@ -140,17 +107,17 @@ fn a_bandwidth_drop_steps_down_and_recovery_steps_back_up() {
 #[test]
 fn downlink_loss_is_repaired_by_nack_and_costs_only_that_subscriber() {
     let (mut mesh, track) = meeting();
-    subscribe(&mut mesh, 1, track, 720);
-    subscribe(&mut mesh, 2, track, 720);
+    mesh.subscribe(1, track, 720);
+    mesh.subscribe(2, track, 720);
     mesh.run(Duration::from_secs(2));
     // Bob's downlink loses 3% of packets; Carol's is clean.
     mesh.peers[1].downlink_loss = 0.03;
     mesh.run(Duration::from_secs(10));
-    let bob = video_slot(&mut mesh, 1);
-    let carol = video_slot(&mut mesh, 2);
+    let bob = mesh.video_slot(1);
+    let carol = mesh.video_slot(2);
     assert!(mesh.peers[1].dropped > 50, "the link really lost packets");
     assert!(
-        mesh.worker.stats().nacks_received > 0,
+        mesh.edges[0].worker.stats().nacks_received > 0,
         "Bob's NACKs reached the edge"
     );
     // Retransmissions from the edge's RTX cache fill the holes: almost every frame renders.
@@ -179,11 +146,11 @@ fn a_rebound_slot_stays_one_continuous_stream() {
         .filter(|t| t.kind == Kind::Video)
         .collect();
     assert_eq!(tracks.len(), 2);
-    subscribe(&mut mesh, viewer, tracks[0].id, 360);
+    mesh.subscribe(viewer, tracks[0].id, 360);
     mesh.run(Duration::from_secs(2));
-    subscribe(&mut mesh, viewer, tracks[1].id, 360);
+    mesh.subscribe(viewer, tracks[1].id, 360);
     mesh.run(Duration::from_secs(2));
-    let s = video_slot(&mut mesh, viewer);
+    let s = mesh.video_slot(viewer);
     assert_eq!(s.source_switches, 1, "{s:#?}");
     assert_eq!(s.non_contiguous, 0, "{s:#?}");
     assert_eq!(s.switches_without_keyframe, 0);
@@ -194,7 +161,8 @@ fn a_rebound_slot_stays_one_continuous_stream() {
 fn the_hundred_and_first_participant_is_refused() {
     let mut mesh = Mesh::new(Limits::default());
     for i in 0..100 {
-        mesh.worker
+        mesh.edges[0]
+            .worker
             .join(
                 mesh.now,
                 common::admission("m", &format!("p{i}")),
@@ -202,7 +170,7 @@ fn the_hundred_and_first_participant_is_refused() {
             )
             .unwrap();
     }
-    let r = mesh.worker.join(
+    let r = mesh.edges[0].worker.join(
         mesh.now,
         common::admission("m", "late"),
         edge_core::Role::Meeting,
@@ -212,7 +180,8 @@ fn the_hundred_and_first_participant_is_refused() {
     assert!(refusal.message.contains("100"));
     // Another meeting on the same worker is unaffected.
     assert!(
-        mesh.worker
+        mesh.edges[0]
+            .worker
             .join(
                 mesh.now,
                 common::admission("other", "x"),
@@ -236,10 +205,10 @@ fn keyframe_requests_from_many_subscribers_are_merged() {
         .find(|t| t.kind == Kind::Video)
         .unwrap();
     for &s in &subs {
-        subscribe(&mut mesh, s, track.id, 720);
+        mesh.subscribe(s, track.id, 720);
     }
     mesh.run(Duration::from_secs(3));
-    let stats = mesh.worker.stats();
+    let stats = mesh.edges[0].worker.stats();
     assert!(stats.keyframe_requests_merged > 0, "{stats:?}");
     // Eight subscribers joining at once cost the publisher a handful of keyframes, not eight
     // per layer.
@@ -253,18 +222,18 @@ fn keyframe_requests_from_many_subscribers_are_merged() {
         .sum();
     assert!(plis <= 6, "publisher saw {plis} keyframe requests");
     for &s in &subs {
-        assert!(video_slot(&mut mesh, s).frames > 30);
+        assert!(mesh.video_slot(s).frames > 30);
     }
 }
 
 #[test]
 fn garbage_and_unknown_sources_are_dropped_and_counted() {
     let (mut mesh, _) = meeting();
-    let before = mesh.worker.stats().clone();
+    let before = mesh.edges[0].worker.stats().clone();
     let stranger = "10.9.9.9:1234".parse().unwrap();
     let dest = common::EDGE;
     // A DTLS ClientHello-looking datagram from an address no session validated.
-    mesh.worker.handle_receive(
+    mesh.edges[0].worker.handle_receive(
         mesh.now,
         str0m::net::Protocol::Udp,
         stranger,
@@ -272,16 +241,17 @@ fn garbage_and_unknown_sources_are_dropped_and_counted() {
         &[22, 254, 253, 0, 0],
     );
     // RTP-looking bytes from a stranger, an empty datagram, an oversize datagram.
-    mesh.worker.handle_receive(
+    mesh.edges[0].worker.handle_receive(
         mesh.now,
         str0m::net::Protocol::Udp,
         stranger,
         dest,
         &[0x80; 40],
     );
-    mesh.worker
+    mesh.edges[0]
+        .worker
         .handle_receive(mesh.now, str0m::net::Protocol::Udp, stranger, dest, &[]);
-    mesh.worker.handle_receive(
+    mesh.edges[0].worker.handle_receive(
         mesh.now,
         str0m::net::Protocol::Udp,
         stranger,
@@ -290,14 +260,14 @@ fn garbage_and_unknown_sources_are_dropped_and_counted() {
     );
     // Forged DTLS from a real participant's address is still checked by its session.
     let alice = mesh.peers[0].addr;
-    mesh.worker.handle_receive(
+    mesh.edges[0].worker.handle_receive(
         mesh.now,
         str0m::net::Protocol::Udp,
         alice,
         dest,
         &[22, 254, 253, 0, 0, 0, 0],
     );
-    let after = mesh.worker.stats();
+    let after = mesh.edges[0].worker.stats();
     assert_eq!(
         after.dropped_unknown_source - before.dropped_unknown_source,
         2

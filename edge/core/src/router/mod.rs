@@ -30,10 +30,11 @@ pub mod vp8;
 
 use std::time::{Duration, Instant};
 
-use relay_proto::{ParticipantId, TrackId};
+use relay_proto::{LayerSet, ParticipantId, TrackId};
 use str0m::format::Codec;
 use str0m::media::{Mid, Rid};
 
+use crate::cascade::{Downstream, RelayRx, Upstream};
 use crate::signal::{Kind, LayerInfo, Source, TrackInfo};
 use keyframe::KeyframeGate;
 use layers::LayerView;
@@ -46,13 +47,16 @@ pub const MAX_LAYERS: usize = 3;
 /// A layer with no packet for this long is treated as paused by its publisher.
 pub const LAYER_IDLE: Duration = Duration::from_millis(1500);
 
-/// One published track and its simulcast layers.
+/// One published track and its simulcast layers: published here, or relayed from another
+/// edge of the meeting's tree (see `crate::cascade`).
 #[derive(Debug)]
 pub struct Track {
     pub id: TrackId,
     pub owner: ParticipantId,
-    /// The publisher's m-line.
-    pub mid: Mid,
+    /// Where its packets come from: a local publisher's m-line or a tree neighbour.
+    pub upstream: Upstream,
+    /// For a remote track: the edges its announcement passed, publisher's edge first.
+    pub hops: relay_proto::Hops,
     pub kind: Kind,
     pub source: Source,
     pub codec: Option<Codec>,
@@ -62,6 +66,12 @@ pub struct Track {
     pub layers: Vec<Layer>,
     /// Subscriber slots fed by this track.
     pub subscribers: Vec<(ParticipantId, Mid)>,
+    /// Tree neighbours this track is relayed to.
+    pub downstream: Vec<Downstream>,
+    /// For a remote track: the layers last subscribed upstream.
+    pub demand: LayerSet,
+    /// The layer states last announced downstream (`TrackState`).
+    pub announced: Vec<relay_proto::LayerDesc>,
 }
 
 /// One simulcast layer (or the only layer of a non-simulcast track).
@@ -73,6 +83,18 @@ pub struct Layer {
     pub rate: RateMeter,
     pub gate: KeyframeGate,
     pub last_packet: Option<Instant>,
+    /// For a remote track: whether the publisher's edge says the layer is sent, and at what
+    /// rate. A remote layer nobody here subscribes to has no packets to judge by.
+    pub remote: Option<RemoteLayer>,
+    /// For a remote track: sequence extension and holes on the hop it arrives over.
+    pub relay: RelayRx,
+}
+
+/// A remote layer as its publisher's edge describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteLayer {
+    pub active: bool,
+    pub bitrate_bps: u64,
 }
 
 impl Layer {
@@ -84,6 +106,8 @@ impl Layer {
             rate: RateMeter::default(),
             gate: KeyframeGate::default(),
             last_packet: None,
+            remote: None,
+            relay: RelayRx::default(),
         }
     }
 
@@ -91,12 +115,28 @@ impl Layer {
     /// layers count as active until they prove otherwise, so the first subscribers get
     /// their keyframe request out).
     pub fn is_active(&self, now: Instant) -> bool {
+        if let Some(r) = self.remote {
+            return r.active;
+        }
         self.last_packet
             .is_none_or(|t| now.saturating_duration_since(t) < LAYER_IDLE)
+    }
+
+    /// The layer's bitrate: measured here, else announced by the publisher's edge.
+    pub fn bitrate_bps(&self) -> u64 {
+        match (self.rate.bps(), self.remote) {
+            (0, Some(r)) => r.bitrate_bps,
+            (measured, _) => measured,
+        }
     }
 }
 
 impl Track {
+    /// Whether it is published on this worker (not relayed from another edge).
+    pub fn is_local(&self) -> bool {
+        matches!(self.upstream, Upstream::Local { .. })
+    }
+
     /// The layer a packet with this rid belongs to.
     pub fn layer_index(&self, rid: Option<&Rid>) -> Option<usize> {
         match rid {
@@ -119,7 +159,7 @@ impl Track {
             .iter()
             .map(|&i| {
                 let l = &self.layers[i];
-                let measured = l.rate.bps();
+                let measured = l.bitrate_bps();
                 LayerView {
                     height: l.height,
                     bitrate_bps: if measured > 0 {

@@ -8,6 +8,7 @@ use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 
 use super::Worker;
+use crate::cascade::Upstream;
 use crate::meeting::Role;
 use crate::router::keyframe::Decision;
 use crate::router::layers::{self, SlotView};
@@ -15,6 +16,24 @@ use crate::router::rewrite::Vp8Ids;
 use crate::router::{Track, Verdict, h264, vp8};
 use crate::signal::{Kind, Quality, ServerMsg, Source, Speaker};
 use crate::speaker;
+
+/// One packet entering the router: from a local publisher's session, or from a tree
+/// neighbour over the backbone. Sequence numbers are extended (64-bit) in the publisher's
+/// own number space, whichever way the packet came.
+#[derive(Debug)]
+pub(super) struct Inbound<'a> {
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload_type: u8,
+    pub payload: &'a [u8],
+    pub header_len: usize,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    pub video_orientation: Option<str0m::rtp::VideoOrientation>,
+    /// When it entered this edge (for the added-latency histogram).
+    pub received: Instant,
+}
 
 /// What the router learned from one packet's payload.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,8 +72,7 @@ fn inspect(codec: Option<Codec>, kind: Kind, payload: &[u8]) -> PayloadInfo {
 }
 
 impl Worker {
-    /// A packet from a publisher: update its layer, then fan it out to the slots bound to
-    /// its track.
+    /// A packet from a local publisher: find its track and layer, then fan it out.
     pub(super) fn route(&mut self, now: Instant, from: ParticipantId, pkt: &RtpPacket) {
         self.stats.rtp_in += 1;
         self.stats.rtp_bytes_in += pkt.payload.len() as u64;
@@ -94,16 +112,60 @@ impl Worker {
                     slot.pt = None;
                 }
             }
+            // Neighbours learn the real codec too (announcements are idempotent).
+            let peers: Vec<_> = track.downstream.iter().map(|d| d.peer.clone()).collect();
+            for peer in peers {
+                self.announce_to(now, &meeting, tid, &peer);
+            }
         }
-        let Some(layer_idx) = track.layer_index(rid.as_ref()) else {
+        let Some(track) = self
+            .meetings
+            .get_mut(&meeting)
+            .and_then(|m| m.tracks.get_mut(&tid))
+        else {
             return;
         };
-        let info = inspect(track.codec, track.kind, &pkt.payload);
-        let layer = &mut track.layers[layer_idx];
+        let Some(layer) = track.layer_index(rid.as_ref()) else {
+            return;
+        };
+        let ext = &pkt.header.ext_vals;
+        let inbound = Inbound {
+            seq: *pkt.seq_no,
+            timestamp: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            payload_type: *pkt.header.payload_type,
+            payload: &pkt.payload,
+            header_len: pkt.header.header_len,
+            audio_level: ext.audio_level,
+            voice_activity: ext.voice_activity,
+            video_orientation: ext.video_orientation,
+            received: pkt.timestamp,
+        };
+        self.fan_out(now, &meeting, tid, layer, &inbound);
+    }
+
+    /// One packet of one layer of a track, local or relayed: update the layer, then write it
+    /// into every slot bound to the track and relay it to every neighbour that subscribed.
+    pub(super) fn fan_out(
+        &mut self,
+        now: Instant,
+        meeting: &MeetingId,
+        tid: TrackId,
+        layer_idx: usize,
+        pkt: &Inbound<'_>,
+    ) {
+        let Some(m) = self.meetings.get_mut(meeting) else {
+            return;
+        };
+        let Some(track) = m.tracks.get_mut(&tid) else {
+            return;
+        };
+        let info = inspect(track.codec, track.kind, pkt.payload);
+        let Some(layer) = track.layers.get_mut(layer_idx) else {
+            return;
+        };
         layer.last_packet = Some(now);
-        layer
-            .rate
-            .add(now, pkt.payload.len() + pkt.header.header_len);
+        layer.rate.add(now, pkt.payload.len() + pkt.header_len);
         let mut resized = false;
         if info.keyframe_start && track.kind == Kind::Video {
             layer.gate.on_keyframe();
@@ -114,7 +176,7 @@ impl Worker {
             }
         }
         if track.kind == Kind::Audio
-            && let Some(level) = pkt.header.ext_vals.audio_level
+            && let Some(level) = pkt.audio_level
         {
             m.levels
                 .entry(tid)
@@ -128,7 +190,8 @@ impl Worker {
                 }
             }
         }
-        let latency_us = now.saturating_duration_since(pkt.timestamp).as_micros() as u64;
+        super::relay::relay_media(&mut self.relay, &mut self.stats, track, layer_idx, pkt);
+        let latency_us = now.saturating_duration_since(pkt.received).as_micros() as u64;
         // Borrowed out for the fan-out instead of cloned per packet: nothing below changes
         // subscriptions (session events only queue until `settle`).
         let subscribers = std::mem::take(&mut track.subscribers);
@@ -141,7 +204,7 @@ impl Worker {
         }
         if let Some(t) = self
             .meetings
-            .get_mut(&meeting)
+            .get_mut(meeting)
             .and_then(|m| m.tracks.get_mut(&tid))
         {
             t.subscribers = subscribers;
@@ -157,7 +220,7 @@ impl Worker {
         slot_mid: Mid,
         tid: TrackId,
         layer: usize,
-        pkt: &RtpPacket,
+        pkt: &Inbound<'_>,
         info: PayloadInfo,
     ) -> bool {
         let Some(p) = self.participants.get_mut(&sub) else {
@@ -193,10 +256,10 @@ impl Worker {
             picture_id: v.picture_id.map(|(p, _)| p),
             tl0_pic_idx: v.tl0_pic_idx,
         });
-        let in_seq: u64 = *pkt.seq_no;
+        let in_seq = pkt.seq;
         let out = if verdict == Verdict::Switch {
             let previous = slot.cur.replace(layer);
-            let out = slot.rewriter.switch(now, in_seq, pkt.header.timestamp, ids);
+            let out = slot.rewriter.switch(now, in_seq, pkt.timestamp, ids);
             if previous.is_some() {
                 let up =
                     track.layers[layer].height > previous.map_or(0, |i| track.layers[i].height);
@@ -208,31 +271,30 @@ impl Worker {
             }
             Some(out)
         } else {
-            slot.rewriter
-                .rewrite(now, in_seq, pkt.header.timestamp, ids)
+            slot.rewriter.rewrite(now, in_seq, pkt.timestamp, ids)
         };
         let Some(out) = out else {
             return false;
         };
         let mut ext = ExtensionValues::default();
         if slot.kind == Kind::Audio {
-            ext.audio_level = pkt.header.ext_vals.audio_level;
-            ext.voice_activity = pkt.header.ext_vals.voice_activity;
+            ext.audio_level = pkt.audio_level;
+            ext.voice_activity = pkt.voice_activity;
         } else {
-            ext.video_orientation = pkt.header.ext_vals.video_orientation;
+            ext.video_orientation = pkt.video_orientation;
         }
         let mut write = RtpWrite::new(
             pt,
             out.seq.into(),
             out.ts,
-            pkt.timestamp,
-            pkt.payload.clone(),
+            pkt.received,
+            pkt.payload.to_vec(),
         )
-        .marker(pkt.header.marker)
+        .marker(pkt.marker)
         .ext_vals(ext)
         .nackable(slot.kind == Kind::Video);
         if let (Some(v), Some(pic)) = (info.vp8, out.picture_id)
-            && let Ok(desc) = Vp8Descriptor::parse(&pkt.payload)
+            && let Ok(desc) = Vp8Descriptor::parse(pkt.payload)
         {
             let short = v.picture_id.is_some_and(|(_, wide)| !wide);
             let mut b = desc
@@ -347,6 +409,17 @@ impl Worker {
         }
         self.drain(id);
         let meeting = self.participants[&id].admission.meeting.clone();
+        // Remote tracks: subscribe upstream to the new layers before asking for keyframes.
+        let mut remote: Vec<TrackId> = self.participants[&id]
+            .slots
+            .iter()
+            .filter_map(|s| s.track)
+            .collect();
+        remote.sort();
+        remote.dedup();
+        for tid in remote {
+            self.refresh_demand(&meeting, tid);
+        }
         for (tid, layer) in requests {
             self.request_keyframe(now, &meeting, tid, layer);
         }
@@ -375,10 +448,35 @@ impl Worker {
         };
         match l.gate.request(now) {
             Decision::Send => {
-                let (owner, mid, rid) = (track.owner, track.mid, l.rid);
-                self.send_pli(owner, mid, rid);
+                let (owner, upstream, rid) = (track.owner, track.upstream.clone(), l.rid);
+                self.send_keyframe_request(meeting, owner, &upstream, layer, rid);
             }
             Decision::Merged => self.stats.keyframe_requests_merged += 1,
+        }
+    }
+
+    /// Sends a keyframe request toward a track's source: a PLI to a local publisher, or a
+    /// `KeyframeRequest` to the neighbour the track comes from (whose own gate merges it
+    /// again).
+    fn send_keyframe_request(
+        &mut self,
+        meeting: &MeetingId,
+        owner: ParticipantId,
+        upstream: &Upstream,
+        layer: usize,
+        rid: Option<str0m::media::Rid>,
+    ) {
+        match upstream {
+            Upstream::Local { mid } => self.send_pli(owner, *mid, rid),
+            Upstream::Remote { peer, flow, .. } => {
+                self.stats.keyframe_requests_sent += 1;
+                let msg = relay_proto::Control::KeyframeRequest {
+                    meeting: meeting.clone(),
+                    flow: *flow,
+                    layer: layer as u8,
+                };
+                self.relay.control(&mut self.stats, peer, msg);
+            }
         }
     }
 
@@ -407,15 +505,15 @@ impl Worker {
         let mut due = Vec::new();
         for m in self.meetings.values_mut() {
             for t in m.tracks.values_mut() {
-                for l in &mut t.layers {
+                for (i, l) in t.layers.iter_mut().enumerate() {
                     if l.gate.handle_timeout(now) == Decision::Send {
-                        due.push((t.owner, t.mid, l.rid));
+                        due.push((m.id.clone(), t.owner, t.upstream.clone(), i, l.rid));
                     }
                 }
             }
         }
-        for (owner, mid, rid) in due {
-            self.send_pli(owner, mid, rid);
+        for (meeting, owner, upstream, layer, rid) in due {
+            self.send_keyframe_request(&meeting, owner, &upstream, layer, rid);
         }
     }
 
@@ -472,18 +570,26 @@ impl Worker {
     }
 
     /// Adds a track to a meeting and announces it.
-    pub(crate) fn publish(&mut self, _now: Instant, meeting: &MeetingId, track: Track) {
+    pub(crate) fn publish(&mut self, now: Instant, meeting: &MeetingId, track: Track) {
         let info = track.info();
-        let (tid, owner, mid) = (track.id, track.owner, track.mid);
+        let (tid, owner) = (track.id, track.owner);
+        let Upstream::Local { mid } = track.upstream else {
+            return;
+        };
         if let Some(p) = self.participants.get_mut(&owner) {
             p.published.push((mid, tid));
         }
+        let mut neighbours = Vec::new();
         if let Some(m) = self.meetings.get_mut(meeting) {
             m.tracks.insert(tid, track);
+            neighbours = m.links.neighbours.clone();
         }
         // The owner hears about its own track too: that is how it learns the id it mutes by.
         self.broadcast(meeting, None, &ServerMsg::TrackPublished { track: info });
         self.refresh_whep(meeting);
+        for n in &neighbours {
+            self.announce_to(now, meeting, tid, n);
+        }
     }
 
     /// Removes a track: its subscriber slots go dark and everyone is told.
@@ -497,6 +603,7 @@ impl Worker {
         if let Some(p) = self.participants.get_mut(&track.owner) {
             p.published.retain(|(_, t)| *t != tid);
         }
+        self.withdraw_track(meeting, &track);
         for (sub, mid) in &track.subscribers {
             if let Some(slot) = self
                 .participants

@@ -27,6 +27,7 @@
 //! the call returns. See `router` for the path of a packet.
 
 mod media;
+mod relay;
 mod signaling;
 mod stats;
 mod whip;
@@ -35,16 +36,19 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use relay_proto::{MeetingId, ParticipantId};
+use relay_proto::{Control, EdgeId, FlowId, MeetingId, ParticipantId, TrackId};
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::{Event, Input};
 
+use crate::cascade::RelayEvent;
 use crate::meeting::{Meeting, Participant};
 use crate::session::{Session, SessionConfig, Step};
 use crate::signal::{IceServer, LeaveReason, ServerMsg};
 
+pub use relay::{MAX_PENDING_RELAY, MAX_PENDING_RELAY_DATAGRAMS};
 pub use signaling::Refusal;
 pub use stats::{LATENCY_BUCKETS_US, WorkerStats};
 pub use whip::{ApiError, ApiErrorKind, IceRestart};
@@ -104,6 +108,8 @@ pub struct WorkerConfig {
     pub session: SessionConfig,
     pub limits: Limits,
     pub ice_servers: Vec<IceServer>,
+    /// This edge's id: it names us in hop chains and meeting events.
+    pub edge: EdgeId,
     /// Seed for ids, ICE credentials and initial sequence numbers.
     pub rng_seed: u64,
     /// Wall-clock time (ms since the Unix epoch) at `now` of [`Worker::new`], for the
@@ -120,6 +126,12 @@ pub enum Output {
     Signal(ParticipantId, ServerMsg),
     /// The participant is gone: close its socket, forget its WHIP/WHEP resource.
     Closed(ParticipantId),
+    /// Send a control message to a tree neighbour (on its relay link's control stream).
+    Relay(EdgeId, Control),
+    /// Send a media datagram to a tree neighbour.
+    RelayDatagram(EdgeId, Bytes),
+    /// Send a message to the origin (presence reports).
+    Origin(Control),
     /// Nothing more until this time, or until the next input.
     Timeout(Instant),
 }
@@ -140,6 +152,13 @@ pub struct Worker {
     transmits: VecDeque<Transmit>,
     signals: VecDeque<(ParticipantId, ServerMsg)>,
     closed: VecDeque<ParticipantId>,
+    /// What goes to tree neighbours and the origin.
+    relay: relay::RelayQueue,
+    /// (neighbour, its flow) → the remote track it feeds.
+    relay_in: HashMap<(EdgeId, FlowId), (MeetingId, TrackId)>,
+    /// Our flows (to any neighbour) → the track they carry.
+    relay_out: HashMap<FlowId, (MeetingId, TrackId)>,
+    next_flow: u32,
     /// Session events waiting to be handled (the work queue of one input).
     events: VecDeque<(ParticipantId, Event)>,
     /// Participants to remove once the current input is done.
@@ -163,6 +182,10 @@ impl Worker {
             transmits: VecDeque::new(),
             signals: VecDeque::new(),
             closed: VecDeque::new(),
+            relay: Default::default(),
+            relay_in: HashMap::new(),
+            relay_out: HashMap::new(),
+            next_flow: 0,
             events: VecDeque::new(),
             doomed: Vec::new(),
             next_housekeeping: now + HOUSEKEEPING,
@@ -276,8 +299,17 @@ impl Worker {
             self.stats.bytes_out += t.contents.len() as u64;
             return Output::Transmit(t);
         }
+        if let Some((to, d)) = self.relay.datagrams.pop_front() {
+            return Output::RelayDatagram(to, d);
+        }
         if let Some((p, m)) = self.signals.pop_front() {
             return Output::Signal(p, m);
+        }
+        if let Some((to, m)) = self.relay.control.pop_front() {
+            return Output::Relay(to, m);
+        }
+        if let Some(m) = self.relay.origin.pop_front() {
+            return Output::Origin(m);
         }
         if let Some(p) = self.closed.pop_front() {
             return Output::Closed(p);
@@ -480,9 +512,6 @@ impl Worker {
         }
         if let Some(m) = self.meetings.get_mut(&meeting) {
             m.participants.retain(|x| *x != pid);
-            if m.participants.is_empty() {
-                self.meetings.remove(&meeting);
-            }
         }
         if !hidden {
             self.broadcast(
@@ -493,7 +522,13 @@ impl Worker {
                     reason,
                 },
             );
+            let left = RelayEvent::Left {
+                participant_id: pid,
+                reason,
+            };
+            self.emit_event_to(&meeting, &left, None);
         }
+        self.prune_meeting(now, &meeting);
         self.closed.push_back(pid);
         self.stats.participants_left += 1;
     }
@@ -528,6 +563,7 @@ impl Worker {
         }
         self.rank_speakers(now);
         self.service_keyframe_gates(now);
+        self.relay_housekeeping(now);
         if now >= self.next_quality {
             self.next_quality = now + QUALITY_INTERVAL;
             self.assess_quality();

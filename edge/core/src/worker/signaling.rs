@@ -3,10 +3,11 @@
 use std::time::Instant;
 
 use rand::Rng;
-use relay_proto::{ParticipantId, TrackId};
+use relay_proto::{LayerSet, ParticipantId, TrackId};
 use str0m::media::{Direction, MediaKind, Mid};
 
 use super::Worker;
+use crate::cascade::{RelayEvent, Upstream};
 use crate::meeting::{Admission, Meeting, Participant, Role};
 use crate::router::{Layer, MAX_LAYERS, MAX_SUBSCRIBERS_PER_TRACK, Slot, Track};
 use crate::signal::{
@@ -117,8 +118,12 @@ impl Worker {
             self.broadcast(
                 &meeting,
                 Some(id),
-                &ServerMsg::ParticipantJoined { participant: info },
+                &ServerMsg::ParticipantJoined {
+                    participant: info.clone(),
+                },
             );
+            let joined = RelayEvent::Joined { participant: info };
+            self.emit_event_to(&meeting, &joined, None);
         }
         Ok(id)
     }
@@ -195,7 +200,7 @@ impl Worker {
                 max_height,
             } => self.update_subscription(id, &mid, max_width, max_height),
             ClientMsg::Unsubscribe { mid } => self.unsubscribe(id, &mid),
-            ClientMsg::Mute { track_id, muted } => self.mute(id, track_id, muted),
+            ClientMsg::Mute { track_id, muted } => self.mute(now, id, track_id, muted),
             ClientMsg::Chat { text } => self.chat(now, id, text),
             ClientMsg::Ping { ts } => {
                 self.send(id, ServerMsg::Pong { ts });
@@ -233,6 +238,7 @@ impl Worker {
                     .filter_map(|x| self.participants.get(x))
                     .filter(|x| !x.admission.hidden)
                     .map(|x| x.info.clone())
+                    .chain(m.links.remote.values().map(|r| r.info.clone()))
                     .collect()
             })
             .unwrap_or_default();
@@ -454,7 +460,8 @@ impl Worker {
         Track {
             id,
             owner,
-            mid,
+            upstream: Upstream::Local { mid },
+            hops: Default::default(),
             kind,
             source: publication.source,
             codec: None,
@@ -462,6 +469,9 @@ impl Worker {
             muted: false,
             layers,
             subscribers: Vec::new(),
+            downstream: Vec::new(),
+            demand: LayerSet::default(),
+            announced: Vec::new(),
         }
     }
 
@@ -581,7 +591,13 @@ impl Worker {
         Ok(())
     }
 
-    fn mute(&mut self, id: ParticipantId, track_id: TrackId, muted: bool) -> Result<(), Refusal> {
+    fn mute(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        track_id: TrackId,
+        muted: bool,
+    ) -> Result<(), Refusal> {
         let meeting = self.participants[&id].admission.meeting.clone();
         let track = self
             .meetings
@@ -601,6 +617,7 @@ impl Worker {
                 Some(id),
                 &ServerMsg::TrackMuted { track_id, muted },
             );
+            self.push_track_state(now, &meeting, track_id);
         }
         Ok(())
     }
@@ -653,7 +670,14 @@ impl Worker {
             m.chat.pop_front();
         }
         m.chat.push_back(message.clone());
-        self.broadcast(&meeting, None, &ServerMsg::Chat { message });
+        self.broadcast(
+            &meeting,
+            None,
+            &ServerMsg::Chat {
+                message: message.clone(),
+            },
+        );
+        self.emit_event_to(&meeting, &RelayEvent::Chat { message }, None);
         Ok(())
     }
 }

@@ -1,4 +1,10 @@
-//! A whole edge worker and real str0m clients (`arbor-loadgen`) in virtual time.
+//! Whole edge workers and real str0m clients (`arbor-loadgen`) in virtual time.
+//!
+//! One or more edges (each one worker with its own [`EdgeId`]) are wired by an in-memory
+//! backbone: control messages arrive in order after the link's delay (a QUIC stream),
+//! media datagrams after the same delay unless the link's seeded loss drops them, and a cut
+//! link drops everything and tells both workers their link is down, like the shell does.
+//! The test plays the origin: it sends `TreeUpdate`s and reads presence reports.
 //!
 //! Datagrams travel through an in-memory link with a fixed one-way delay; a peer's downlink
 //! can be limited to a bit rate with a bounded queue (a bottleneck router), which is how the
@@ -10,17 +16,20 @@
 #![allow(clippy::disallowed_methods)] // a test picks its virtual epoch
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use arbor_loadgen::{Client, ClientConfig, Epoch, Input, Output as ClientOutput};
+use bytes::Bytes;
 use edge_core::signal::{ClientMsg, ServerMsg};
 use edge_core::{Admission, Limits, Output, Role, SessionConfig, Worker, WorkerConfig};
-use relay_proto::{MeetingId, ParticipantId};
+use relay_proto::{Control, EdgeId, MeetingId, ParticipantId, TreeEpoch, TreeUpdate};
 use str0m::net::Protocol;
 
 pub const EDGE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 7882);
+/// One-way delay of a backbone link unless a test sets another.
+pub const BACKBONE_DELAY: Duration = Duration::from_millis(20);
 /// One-way delay of every link.
 pub const DELAY: Duration = Duration::from_millis(10);
 /// A limited downlink queues at most this much before dropping.
@@ -28,6 +37,8 @@ pub const QUEUE_LIMIT: Duration = Duration::from_millis(150);
 
 pub struct Peer {
     pub client: Client,
+    /// The edge (index into `Mesh::edges`) it joined.
+    pub edge: usize,
     pub addr: SocketAddr,
     pub id: ParticipantId,
     pub inbox: Vec<ServerMsg>,
@@ -40,11 +51,64 @@ pub struct Peer {
     pub downlink_loss: f64,
 }
 
+/// One edge: a worker with its own id and address.
+pub struct Edge {
+    pub id: EdgeId,
+    pub addr: SocketAddr,
+    pub worker: Worker,
+    timeout: Instant,
+    /// What the worker sent the origin (presence reports).
+    pub to_origin: Vec<Control>,
+}
+
+/// One direction of a backbone link.
+#[derive(Debug, Clone)]
+pub struct Backbone {
+    pub delay: Duration,
+    /// Fraction of media datagrams lost (control is a reliable stream).
+    pub loss: f64,
+    pub up: bool,
+    pub datagrams: u64,
+    pub datagrams_lost: u64,
+    pub messages: u64,
+}
+
+impl Default for Backbone {
+    fn default() -> Self {
+        Backbone {
+            delay: BACKBONE_DELAY,
+            loss: 0.0,
+            up: true,
+            datagrams: 0,
+            datagrams_lost: 0,
+            messages: 0,
+        }
+    }
+}
+
+enum Cargo {
+    /// A client's datagram to its edge.
+    ToEdge { edge: usize },
+    /// An edge's datagram to a client.
+    ToPeer { peer: usize },
+    /// A relay control message between edges.
+    Control {
+        from: usize,
+        to: usize,
+        msg: Control,
+    },
+    /// A relay media datagram between edges.
+    Relay {
+        from: usize,
+        to: usize,
+        bytes: Bytes,
+    },
+}
+
 struct InFlight {
     at: Instant,
     seq: u64,
-    to_edge: bool,
-    peer: usize,
+    cargo: Cargo,
     source: SocketAddr,
     destination: SocketAddr,
     bytes: Vec<u8>,
@@ -70,9 +134,10 @@ impl Ord for InFlight {
 pub struct Mesh {
     pub now: Instant,
     pub epoch: Epoch,
-    pub worker: Worker,
+    pub edges: Vec<Edge>,
     pub peers: Vec<Peer>,
-    worker_timeout: Instant,
+    /// Backbone links by (from, to) edge index.
+    pub links: HashMap<(usize, usize), Backbone>,
     wire: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     capturing: Option<usize>,
@@ -108,21 +173,55 @@ pub fn admission(meeting: &str, identity: &str) -> Admission {
 }
 
 impl Mesh {
+    /// One edge.
     pub fn new(limits: Limits) -> Self {
+        Self::with_edges(1, limits)
+    }
+
+    /// `n` edges, `edge-0` … at 10.0.0.1 …, all pairs linked by a [`Backbone`]; no trees yet.
+    pub fn with_edges(n: usize, limits: Limits) -> Self {
         let now = Instant::now();
-        let cfg = WorkerConfig {
+        let base = WorkerConfig {
             session: SessionConfig::new(EDGE, None).unwrap(),
             limits,
             ice_servers: vec![],
+            edge: "edge-0".parse().unwrap(),
             rng_seed: 7,
             wall_ms_at_start: 1_763_700_000_000,
         };
+        let edges = (0..n)
+            .map(|i| {
+                let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)), 7882);
+                let id: EdgeId = format!("edge-{i}").parse().unwrap();
+                let cfg = WorkerConfig {
+                    session: SessionConfig::new(addr, None).unwrap(),
+                    edge: id.clone(),
+                    rng_seed: 7 + i as u64,
+                    ..base.clone()
+                };
+                Edge {
+                    id,
+                    addr,
+                    worker: Worker::new(cfg, now),
+                    timeout: now,
+                    to_origin: Vec::new(),
+                }
+            })
+            .collect();
+        let mut links = HashMap::new();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    links.insert((a, b), Backbone::default());
+                }
+            }
+        }
         Mesh {
             now,
             epoch: Epoch(now),
-            worker: Worker::new(cfg, now),
+            edges,
             peers: vec![],
-            worker_timeout: now,
+            links,
             wire: BinaryHeap::new(),
             seq: 0,
             capturing: None,
@@ -135,8 +234,18 @@ impl Mesh {
         }
     }
 
-    /// Joins a participant, negotiates its media and returns its index.
-    pub fn join(&mut self, identity: &str, mut cfg: ClientConfig) -> usize {
+    /// The first edge's worker (single-edge tests).
+    pub fn worker(&mut self) -> &mut Worker {
+        &mut self.edges[0].worker
+    }
+
+    /// Joins a participant at the first edge, negotiates its media and returns its index.
+    pub fn join(&mut self, identity: &str, cfg: ClientConfig) -> usize {
+        self.join_at(0, identity, cfg)
+    }
+
+    /// Joins a participant at edge `edge`.
+    pub fn join_at(&mut self, edge: usize, identity: &str, mut cfg: ClientConfig) -> usize {
         let n = self.peers.len();
         cfg.seed = n as u64 + 1;
         cfg.source_id = n as u32 + 1;
@@ -145,7 +254,7 @@ impl Mesh {
         let mut client = Client::new(self.now, cfg);
         client.add_local_candidate(self.now, addr).unwrap();
         let t = Instant::now();
-        let id = self
+        let id = self.edges[edge]
             .worker
             .join(self.now, admission("m", identity), Role::Meeting)
             .unwrap();
@@ -153,6 +262,7 @@ impl Mesh {
         self.time_signaling += t.elapsed();
         self.peers.push(Peer {
             client,
+            edge,
             addr,
             id,
             inbox: vec![],
@@ -162,7 +272,7 @@ impl Mesh {
             dropped: 0,
             downlink_loss: 0.0,
         });
-        self.drain_worker();
+        self.drain_worker(edge);
         let offer = self.peers[n].client.create_offer(self.now).unwrap();
         self.send(n, offer.to_msg_core());
         let answer = self.take_answer(n);
@@ -175,12 +285,81 @@ impl Mesh {
     }
 
     pub fn send(&mut self, peer: usize, msg: ClientMsg) {
-        let id = self.peers[peer].id;
+        let (id, edge) = (self.peers[peer].id, self.peers[peer].edge);
         let t = Instant::now();
-        self.worker.handle_client_message(self.now, id, msg);
+        self.edges[edge]
+            .worker
+            .handle_client_message(self.now, id, msg);
         self.worker_time += t.elapsed();
         self.time_signaling += t.elapsed();
-        self.drain_worker();
+        self.drain_worker(edge);
+    }
+
+    /// Plays the origin: gives meeting `m` the tree with these links (edge index pairs) at
+    /// `epoch`; edges outside the tree get an empty neighbour set.
+    pub fn tree(&mut self, epoch: u64, links: &[(usize, usize)]) {
+        for e in 0..self.edges.len() {
+            let neighbours = links
+                .iter()
+                .filter_map(|&(a, b)| match (a == e, b == e) {
+                    (true, _) => Some(self.edges[b].id.clone()),
+                    (_, true) => Some(self.edges[a].id.clone()),
+                    _ => None,
+                })
+                .collect();
+            let update = TreeUpdate {
+                meeting: MeetingId::new("m").unwrap(),
+                epoch: TreeEpoch(epoch),
+                neighbours,
+            };
+            self.tree_update(e, update);
+        }
+    }
+
+    /// Delivers one tree update to one edge.
+    pub fn tree_update(&mut self, edge: usize, update: TreeUpdate) {
+        self.edges[edge].worker.handle_tree_update(self.now, update);
+        self.drain_worker(edge);
+    }
+
+    /// Cuts the backbone link between two edges both ways: in-flight traffic is lost and both
+    /// workers learn their link is down.
+    pub fn cut(&mut self, a: usize, b: usize) {
+        for k in [(a, b), (b, a)] {
+            self.links.get_mut(&k).unwrap().up = false;
+        }
+        let wire = std::mem::take(&mut self.wire);
+        self.wire = wire
+            .into_iter()
+            .filter(|Reverse(f)| match &f.cargo {
+                Cargo::Control { from, to, .. } | Cargo::Relay { from, to, .. } => {
+                    !((*from, *to) == (a, b) || (*from, *to) == (b, a))
+                }
+                _ => true,
+            })
+            .collect();
+        let (ia, ib) = (self.edges[a].id.clone(), self.edges[b].id.clone());
+        self.edges[a].worker.handle_link_down(self.now, &ib);
+        self.drain_worker(a);
+        self.edges[b].worker.handle_link_down(self.now, &ia);
+        self.drain_worker(b);
+    }
+
+    /// Heals a cut link; both workers learn it is up again.
+    pub fn heal(&mut self, a: usize, b: usize) {
+        for k in [(a, b), (b, a)] {
+            self.links.get_mut(&k).unwrap().up = true;
+        }
+        let (ia, ib) = (self.edges[a].id.clone(), self.edges[b].id.clone());
+        self.edges[a].worker.handle_link_up(self.now, &ib);
+        self.drain_worker(a);
+        self.edges[b].worker.handle_link_up(self.now, &ia);
+        self.drain_worker(b);
+    }
+
+    /// Index of the edge with this id.
+    pub fn edge_index(&self, id: &EdgeId) -> Option<usize> {
+        self.edges.iter().position(|e| e.id == *id)
     }
 
     fn take_answer(&mut self, peer: usize) -> String {
@@ -199,7 +378,10 @@ impl Mesh {
     pub fn run(&mut self, d: Duration) {
         let until = self.now + d;
         loop {
-            let mut next = self.worker_timeout;
+            let mut next = until + Duration::from_secs(1);
+            for e in &self.edges {
+                next = next.min(e.timeout);
+            }
             for p in &self.peers {
                 next = next.min(p.timeout);
             }
@@ -213,40 +395,66 @@ impl Mesh {
             self.now = self.now.max(next);
             while self.wire.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
                 let Reverse(f) = self.wire.pop().unwrap();
-                if f.to_edge {
-                    let t = Instant::now();
-                    self.worker.handle_receive(
-                        self.now,
-                        Protocol::Udp,
-                        f.source,
-                        f.destination,
-                        &f.bytes,
-                    );
-                    self.worker_time += t.elapsed();
-                    self.time_datagrams += t.elapsed();
-                    self.drain_worker();
-                } else {
-                    let input = Input::Datagram {
-                        source: f.source,
-                        destination: f.destination,
-                        contents: &f.bytes,
-                    };
-                    let _ = self.peers[f.peer].client.handle_input(self.now, input);
-                    self.drain_client(f.peer);
-                }
+                self.deliver(f);
             }
-            if self.worker_timeout <= self.now {
-                let t = Instant::now();
-                self.worker.handle_timeout(self.now);
-                self.worker_time += t.elapsed();
-                self.time_timers += t.elapsed();
-                self.drain_worker();
+            for e in 0..self.edges.len() {
+                if self.edges[e].timeout <= self.now {
+                    let t = Instant::now();
+                    self.edges[e].worker.handle_timeout(self.now);
+                    self.worker_time += t.elapsed();
+                    self.time_timers += t.elapsed();
+                    self.drain_worker(e);
+                }
             }
             for i in 0..self.peers.len() {
                 if self.peers[i].timeout <= self.now {
                     let _ = self.peers[i].client.handle_input(self.now, Input::Timeout);
                     self.drain_client(i);
                 }
+            }
+        }
+    }
+
+    fn deliver(&mut self, f: InFlight) {
+        match f.cargo {
+            Cargo::ToEdge { edge } => {
+                let t = Instant::now();
+                self.edges[edge].worker.handle_receive(
+                    self.now,
+                    Protocol::Udp,
+                    f.source,
+                    f.destination,
+                    &f.bytes,
+                );
+                self.worker_time += t.elapsed();
+                self.time_datagrams += t.elapsed();
+                self.drain_worker(edge);
+            }
+            Cargo::ToPeer { peer } => {
+                let input = Input::Datagram {
+                    source: f.source,
+                    destination: f.destination,
+                    contents: &f.bytes,
+                };
+                let _ = self.peers[peer].client.handle_input(self.now, input);
+                self.drain_client(peer);
+            }
+            Cargo::Control { from, to, msg } => {
+                let id = self.edges[from].id.clone();
+                let t = Instant::now();
+                self.edges[to].worker.handle_relay(self.now, &id, msg);
+                self.worker_time += t.elapsed();
+                self.drain_worker(to);
+            }
+            Cargo::Relay { from, to, bytes } => {
+                let id = self.edges[from].id.clone();
+                let t = Instant::now();
+                self.edges[to]
+                    .worker
+                    .handle_relay_datagram(self.now, &id, &bytes);
+                self.worker_time += t.elapsed();
+                self.time_datagrams += t.elapsed();
+                self.drain_worker(to);
             }
         }
     }
@@ -266,10 +474,10 @@ impl Mesh {
         self.wire.push(Reverse(InFlight { seq: self.seq, ..f }));
     }
 
-    fn drain_worker(&mut self) {
+    fn drain_worker(&mut self, edge: usize) {
         loop {
             let t = Instant::now();
-            let out = self.worker.poll_output();
+            let out = self.edges[edge].worker.poll_output();
             self.worker_time += t.elapsed();
             match out {
                 Output::Transmit(t) => {
@@ -298,8 +506,7 @@ impl Mesh {
                     self.push(InFlight {
                         at,
                         seq: 0,
-                        to_edge: false,
-                        peer: i,
+                        cargo: Cargo::ToPeer { peer: i },
                         source: t.source,
                         destination: t.destination,
                         bytes: t.contents.to_vec(),
@@ -311,12 +518,71 @@ impl Mesh {
                     }
                 }
                 Output::Closed(_) => {}
+                Output::Relay(to, msg) => {
+                    let Some(to) = self.edge_index(&to) else {
+                        continue;
+                    };
+                    let link = self.links.get_mut(&(edge, to)).unwrap();
+                    if !link.up {
+                        continue;
+                    }
+                    link.messages += 1;
+                    let at = self.now + link.delay;
+                    self.push_relay(
+                        at,
+                        Cargo::Control {
+                            from: edge,
+                            to,
+                            msg,
+                        },
+                    );
+                }
+                Output::RelayDatagram(to, bytes) => {
+                    let Some(to) = self.edge_index(&to) else {
+                        continue;
+                    };
+                    let (up, loss, delay) = {
+                        let l = &self.links[&(edge, to)];
+                        (l.up, l.loss, l.delay)
+                    };
+                    if !up {
+                        continue;
+                    }
+                    let lost = loss > 0.0 && self.chance() < loss;
+                    let link = self.links.get_mut(&(edge, to)).unwrap();
+                    link.datagrams += 1;
+                    if lost {
+                        link.datagrams_lost += 1;
+                        continue;
+                    }
+                    self.push_relay(
+                        self.now + delay,
+                        Cargo::Relay {
+                            from: edge,
+                            to,
+                            bytes,
+                        },
+                    );
+                }
+                Output::Origin(msg) => self.edges[edge].to_origin.push(msg),
                 Output::Timeout(t) => {
-                    self.worker_timeout = t;
+                    self.edges[edge].timeout = t;
                     return;
                 }
             }
         }
+    }
+
+    fn push_relay(&mut self, at: Instant, cargo: Cargo) {
+        let addr = EDGE;
+        self.push(InFlight {
+            at,
+            seq: 0,
+            cargo,
+            source: addr,
+            destination: addr,
+            bytes: Vec::new(),
+        });
     }
 
     fn drain_client(&mut self, i: usize) {
@@ -334,8 +600,9 @@ impl Mesh {
                     let f = InFlight {
                         at: self.now + DELAY,
                         seq: 0,
-                        to_edge: true,
-                        peer: i,
+                        cargo: Cargo::ToEdge {
+                            edge: self.peers[i].edge,
+                        },
                         source: t.source,
                         destination: t.destination,
                         bytes: t.contents.to_vec(),
@@ -362,11 +629,11 @@ impl Mesh {
     /// number of datagrams the worker sent.
     pub fn replay_to_edge(&mut self, packets: &[Captured]) -> usize {
         let mut sent = 0;
+        let worker = &mut self.edges[0].worker;
         for p in packets {
-            self.worker
-                .handle_receive(p.at, Protocol::Udp, p.source, p.destination, &p.bytes);
+            worker.handle_receive(p.at, Protocol::Udp, p.source, p.destination, &p.bytes);
             loop {
-                match self.worker.poll_output() {
+                match worker.poll_output() {
                     Output::Transmit(_) => sent += 1,
                     Output::Timeout(_) => break,
                     _ => {}
@@ -374,6 +641,43 @@ impl Mesh {
             }
         }
         sent
+    }
+
+    /// Binds `peer`'s first video slot to `track` at most `max_height` tall, and tells the
+    /// client to expect media there. Fails the test on an error reply.
+    pub fn subscribe(&mut self, peer: usize, track: relay_proto::TrackId, max_height: u32) {
+        let mid = self.peers[peer].client.mids().video_slots[0];
+        self.send(
+            peer,
+            ClientMsg::Subscribe {
+                track_id: track,
+                mid: mid.to_string(),
+                max_width: None,
+                max_height: Some(max_height),
+            },
+        );
+        self.peers[peer]
+            .client
+            .set_expecting(self.now, mid, true)
+            .unwrap();
+        let errors: Vec<_> = self.peers[peer]
+            .inbox
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::Error { .. }))
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    /// What `peer`'s first video slot received so far.
+    pub fn video_slot(&mut self, peer: usize) -> arbor_loadgen::SlotStats {
+        let now = self.now;
+        self.peers[peer]
+            .client
+            .stats(now)
+            .slots
+            .into_iter()
+            .find(|s| s.kind == Some(arbor_loadgen::protocol::Kind::Video))
+            .expect("a video slot")
     }
 
     /// The tracks announced to `peer` so far (from `joined` and `track_published`).

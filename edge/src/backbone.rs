@@ -1,0 +1,499 @@
+//! The edge's backbone: its QUIC links to the origin and to the other edges.
+//!
+//! One [`RelayEndpoint`] (one UDP socket, mutual TLS from the cluster's private CA) both
+//! accepts and dials. The tasks here only move messages; every decision is in the workers
+//! (`edge_core::Worker`, see `edge_core::cascade`) or at the origin:
+//!
+//! - **Origin link** ([`origin_link`]): registers this edge, sends a heartbeat with its load
+//!   every second and an RTT report for every peer, forwards the workers' presence reports,
+//!   and hands tree updates to the worker that hosts the meeting. It reconnects forever with
+//!   a capped backoff; while the origin is away, running meetings go on untouched (the
+//!   workers keep their trees).
+//! - **Peer links** ([`peer_link`]): one per other edge, dialled by the edge with the lower id
+//!   (the other accepts), so each pair has exactly one connection shared by all meetings.
+//!   Control messages and datagrams go to the worker that owns the meeting: the meeting hash
+//!   in the message, or the high half of a datagram's flow id. Workers send directly on a
+//!   clone of the link's handle, so media never passes through these tasks on the way out.
+//! - **Failure detection**: a link whose session has not answered a ping for
+//!   [`SUSPECT_AFTER`] is reported to the origin as unreachable at once, well before QUIC's
+//!   idle timeout closes it, so the origin can re-route trees within DESIGN.md §5's second.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use relay_proto::{
+    Control, EdgeId, EdgeInfo, Hello, Load, MeetingId, PeerInfo, RegionId, Role, RttSample,
+};
+use relay_quic::{LinkConfig, LinkEvent, LinkHandle, NodeCert, PkiDir, RelayEndpoint};
+use tokio::sync::mpsc;
+
+use crate::media::{Command, Media};
+
+/// How often the origin hears from us.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often the link sessions ping (RTT samples; liveness).
+pub const PING_INTERVAL: Duration = Duration::from_millis(200);
+/// A link with no RTT sample for this long is reported unreachable.
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(600);
+/// Reports from workers waiting for the origin link; past it they are dropped (presence is
+/// re-sent in full after every reconnect anyway).
+pub const ORIGIN_QUEUE: usize = 4096;
+/// First and longest wait between two attempts to reach the origin or a peer.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// What the backbone needs to know about this edge.
+#[derive(Debug, Clone)]
+pub struct BackboneConfig {
+    pub edge: EdgeId,
+    pub region: RegionId,
+    pub listen: SocketAddr,
+    /// The relay address other edges dial (defaults to `listen`).
+    pub public_addr: SocketAddr,
+    pub origin: SocketAddr,
+    pub pki: PkiDir,
+    pub lat_e6: i32,
+    pub lon_e6: i32,
+    pub http_url: String,
+    pub capacity: u32,
+}
+
+/// State the backbone tasks share: live peer links and their last RTT.
+#[derive(Debug, Default)]
+struct Peers {
+    /// Every edge the origin listed, with its relay address.
+    known: BTreeMap<EdgeId, SocketAddr>,
+    links: HashMap<EdgeId, PeerState>,
+    dialing: std::collections::HashSet<EdgeId>,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    rtt: Option<Duration>,
+    last_sample: Instant,
+    suspect: bool,
+}
+
+/// A running backbone: the address it is bound to.
+#[derive(Debug)]
+pub struct Backbone {
+    pub local_addr: SocketAddr,
+}
+
+/// Binds the relay endpoint and starts the origin and accept tasks. `from_workers` carries
+/// what the workers send the origin (the other end is in `MediaConfig::to_origin`).
+pub fn start(
+    cfg: BackboneConfig,
+    media: Media,
+    from_workers: mpsc::Receiver<Control>,
+) -> anyhow::Result<Backbone> {
+    let me = Role::Edge(cfg.edge.clone());
+    let cert = NodeCert::from_pem_files(&cfg.pki.node_cert(&me), &cfg.pki.node_key(&me))
+        .with_context(|| format!("reading this edge's certificate from {:?}", cfg.pki))?;
+    let ca = std::fs::read_to_string(cfg.pki.ca_cert())
+        .with_context(|| format!("reading the CA certificate {:?}", cfg.pki.ca_cert()))?;
+    let endpoint = RelayEndpoint::bind(cfg.listen, &cert, &ca)
+        .with_context(|| format!("binding the relay endpoint {}", cfg.listen))?;
+    let local_addr = endpoint.local_addr()?;
+    let endpoint = Arc::new(endpoint);
+    let peers = Arc::new(Mutex::new(Peers::default()));
+    let ctx = Ctx {
+        cfg: Arc::new(cfg),
+        endpoint,
+        media,
+        peers,
+    };
+    tokio::spawn(accept_loop(ctx.clone()));
+    tokio::spawn(origin_link(ctx, from_workers));
+    Ok(Backbone { local_addr })
+}
+
+#[derive(Clone)]
+struct Ctx {
+    cfg: Arc<BackboneConfig>,
+    endpoint: Arc<RelayEndpoint>,
+    media: Media,
+    peers: Arc<Mutex<Peers>>,
+}
+
+impl Ctx {
+    fn hello(&self) -> LinkConfig {
+        let mut link = LinkConfig::new(Hello {
+            version: relay_proto::VERSION,
+            role: Role::Edge(self.cfg.edge.clone()),
+            region: self.cfg.region.clone(),
+        });
+        link.session.keepalive = PING_INTERVAL;
+        link
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells every worker (a link serves all meetings).
+    fn broadcast(&self, make: impl Fn() -> Command) {
+        for w in 0..self.media.worker_count() {
+            if self.media.send(w, make()).is_err() {
+                metrics::counter!("arbor_relay_commands_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
+/// Accepts links from edges with a higher id than ours (they dial us).
+async fn accept_loop(ctx: Ctx) {
+    while let Some(incoming) = ctx.endpoint.accept().await {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let peer = match incoming.establish().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("relay handshake refused: {e}");
+                    return;
+                }
+            };
+            let Role::Edge(id) = peer.identity.clone() else {
+                tracing::warn!(peer = ?peer.identity, "refusing a relay link from a non-edge");
+                return;
+            };
+            let (link, events) = relay_quic::link::spawn(peer, ctx.hello());
+            peer_link(ctx, id, link, events).await;
+        });
+    }
+}
+
+/// Dials a peer edge until it answers or leaves the origin's list.
+async fn dial(ctx: Ctx, id: EdgeId) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let Some(addr) = ctx.peers().known.get(&id).copied() else {
+            break;
+        };
+        match ctx.endpoint.connect(addr, &Role::Edge(id.clone())).await {
+            Ok(peer) => {
+                let (link, events) = relay_quic::link::spawn(peer, ctx.hello());
+                peer_link(ctx.clone(), id.clone(), link, events).await;
+                backoff = BACKOFF_MIN;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %id, "dialling failed: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    ctx.peers().dialing.remove(&id);
+}
+
+/// Runs one peer link until it goes down: routes what arrives to the workers.
+async fn peer_link(ctx: Ctx, id: EdgeId, link: LinkHandle, mut events: mpsc::Receiver<LinkEvent>) {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            LinkEvent::Up(_) => {
+                tracing::info!(peer = %id, "relay link up");
+                ctx.peers().links.insert(
+                    id.clone(),
+                    PeerState {
+                        rtt: None,
+                        last_sample: Instant::now(),
+                        suspect: false,
+                    },
+                );
+                let (peer, l) = (id.clone(), link.clone());
+                ctx.broadcast(|| Command::LinkUp {
+                    peer: peer.clone(),
+                    link: l.clone(),
+                });
+            }
+            LinkEvent::Message(msg) => match meeting_hash(&msg) {
+                Some(h) => {
+                    let w = ctx.media.worker_for_hash(h);
+                    let cmd = Command::Relay {
+                        from: id.clone(),
+                        msg,
+                    };
+                    if ctx.media.send(w, cmd).is_err() {
+                        metrics::counter!("arbor_relay_commands_dropped_total").increment(1);
+                    }
+                }
+                None => {
+                    metrics::counter!("arbor_relay_unexpected_total").increment(1);
+                }
+            },
+            LinkEvent::Datagram(bytes) => route_datagram(&ctx, &id, bytes),
+            LinkEvent::Rtt(rtt) => {
+                if let Some(p) = ctx.peers().links.get_mut(&id) {
+                    p.rtt = Some(rtt);
+                    p.last_sample = Instant::now();
+                    p.suspect = false;
+                }
+            }
+            LinkEvent::Down(why) => {
+                tracing::info!(peer = %id, ?why, "relay link down");
+                break;
+            }
+        }
+    }
+    ctx.peers().links.remove(&id);
+    let peer = id.clone();
+    ctx.broadcast(|| Command::LinkDown { peer: peer.clone() });
+}
+
+fn route_datagram(ctx: &Ctx, from: &EdgeId, bytes: Bytes) {
+    let Ok(media) = relay_proto::decode_datagram(&bytes) else {
+        metrics::counter!("arbor_relay_datagrams_malformed_total").increment(1);
+        return;
+    };
+    let w = ctx.media.worker_for_hash(media.flow.meeting_hash());
+    let cmd = Command::RelayDatagram {
+        from: from.clone(),
+        bytes,
+    };
+    if ctx.media.send(w, cmd).is_err() {
+        metrics::counter!("arbor_relay_datagrams_dropped_total").increment(1);
+    }
+}
+
+/// The meeting hash a peer's message belongs to (it picks the worker).
+fn meeting_hash(msg: &Control) -> Option<u32> {
+    let m: &MeetingId = match msg {
+        Control::Announce(a) => &a.meeting,
+        Control::Withdraw { meeting, .. }
+        | Control::RouteLost { meeting, .. }
+        | Control::TrackState { meeting, .. }
+        | Control::Subscribe { meeting, .. }
+        | Control::KeyframeRequest { meeting, .. } => meeting,
+        Control::Event(e) => &e.meeting,
+        Control::Nack { flow, .. } => return Some(flow.meeting_hash()),
+        _ => return None,
+    };
+    Some(m.hash32())
+}
+
+/// Keeps the origin link up for the life of the process.
+async fn origin_link(ctx: Ctx, mut from_workers: mpsc::Receiver<Control>) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match ctx.endpoint.connect(ctx.cfg.origin, &Role::Origin).await {
+            Ok(peer) => {
+                backoff = BACKOFF_MIN;
+                let mut hello = ctx.hello();
+                hello.session.keepalive = relay_quic::endpoint::KEEPALIVE;
+                let (link, events) = relay_quic::link::spawn(peer, hello);
+                serve_origin(&ctx, &link, events, &mut from_workers).await;
+                tracing::warn!("origin link lost; meetings go on, reconnecting");
+            }
+            Err(e) => tracing::debug!("origin unreachable: {e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn serve_origin(
+    ctx: &Ctx,
+    link: &LinkHandle,
+    mut events: mpsc::Receiver<LinkEvent>,
+    from_workers: &mut mpsc::Receiver<Control>,
+) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut suspicion = tokio::time::interval(SUSPECT_AFTER / 3);
+    let mut cpu = CpuMeter::default();
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(LinkEvent::Up(_)) => {
+                    tracing::info!("origin link up");
+                    let _ = link.send(Control::Register(edge_info(&ctx.cfg))).await;
+                    // The origin may have restarted: tell it everything again.
+                    ctx.broadcast(|| Command::ResendPresence);
+                }
+                Some(LinkEvent::Message(msg)) => handle_origin_message(ctx, msg),
+                Some(LinkEvent::Down(_)) | None => return,
+                Some(_) => {}
+            },
+            Some(msg) = from_workers.recv() => {
+                let _ = link.try_send(msg);
+            }
+            _ = heartbeat.tick() => {
+                let _ = link.try_send(Control::Heartbeat(load(ctx, &mut cpu)));
+                let _ = link.try_send(Control::RttReport(rtt_report(ctx, false)));
+            }
+            _ = suspicion.tick() => {
+                let report = rtt_report(ctx, true);
+                if !report.is_empty() {
+                    let _ = link.try_send(Control::RttReport(report));
+                }
+            }
+        }
+    }
+}
+
+fn handle_origin_message(ctx: &Ctx, msg: Control) {
+    match msg {
+        Control::Peers(list) => update_peers(ctx, list),
+        Control::TreeUpdate(update) => {
+            let w = ctx.media.worker_for(&update.meeting);
+            if ctx.media.send(w, Command::TreeUpdate(update)).is_err() {
+                metrics::counter!("arbor_relay_commands_dropped_total").increment(1);
+            }
+        }
+        _ => metrics::counter!("arbor_relay_unexpected_total").increment(1),
+    }
+}
+
+/// The origin's list of live edges: dial the ones we are responsible for.
+fn update_peers(ctx: &Ctx, list: Vec<PeerInfo>) {
+    let mut to_dial = Vec::new();
+    {
+        let mut peers = ctx.peers();
+        peers.known = list
+            .into_iter()
+            .filter(|p| p.id != ctx.cfg.edge)
+            .map(|p| (p.id, p.relay_addr))
+            .collect();
+        let ids: Vec<EdgeId> = peers.known.keys().cloned().collect();
+        for id in ids {
+            if ctx.cfg.edge < id
+                && !peers.links.contains_key(&id)
+                && peers.dialing.insert(id.clone())
+            {
+                to_dial.push(id);
+            }
+        }
+    }
+    for id in to_dial {
+        tokio::spawn(dial(ctx.clone(), id));
+    }
+}
+
+fn edge_info(cfg: &BackboneConfig) -> EdgeInfo {
+    EdgeInfo {
+        id: cfg.edge.clone(),
+        region: cfg.region.clone(),
+        lat_e6: cfg.lat_e6,
+        lon_e6: cfg.lon_e6,
+        relay_addr: cfg.public_addr,
+        http_url: cfg.http_url.clone(),
+        capacity: cfg.capacity,
+    }
+}
+
+/// RTT to every known peer; unreachable ones (no link, or silent past [`SUSPECT_AFTER`])
+/// are reported as `u32::MAX`. With `only_new_suspects`, only links that just turned
+/// suspect are reported (the fast path of failure detection).
+fn rtt_report(ctx: &Ctx, only_new_suspects: bool) -> Vec<RttSample> {
+    let mut peers = ctx.peers();
+    let now = Instant::now();
+    let known: Vec<EdgeId> = peers.known.keys().cloned().collect();
+    let mut out = Vec::new();
+    for id in known {
+        let sample = match peers.links.get_mut(&id) {
+            Some(p) if now.duration_since(p.last_sample) < SUSPECT_AFTER => {
+                if only_new_suspects {
+                    continue;
+                }
+                p.rtt.map_or(u32::MAX, |r| {
+                    r.as_micros().min(u128::from(u32::MAX - 1)) as u32
+                })
+            }
+            Some(p) => {
+                let fresh = !p.suspect;
+                p.suspect = true;
+                if only_new_suspects && !fresh {
+                    continue;
+                }
+                u32::MAX
+            }
+            None if only_new_suspects => continue,
+            None => u32::MAX,
+        };
+        out.push(RttSample {
+            peer: id,
+            rtt_us: sample,
+        });
+    }
+    out
+}
+
+fn load(ctx: &Ctx, cpu: &mut CpuMeter) -> Load {
+    let stats = ctx.media.stats();
+    Load {
+        participants: stats.iter().map(|s| s.participants).sum::<u64>() as u32,
+        meetings: stats.iter().map(|s| s.meetings).sum::<u64>() as u32,
+        cpu_permille: cpu.permille(),
+        draining: false,
+    }
+}
+
+/// Process CPU use since the last call, per mille of all cores (from /proc/self/stat).
+#[derive(Debug, Default)]
+struct CpuMeter {
+    last: Option<(Instant, u64)>,
+}
+
+impl CpuMeter {
+    fn permille(&mut self) -> u16 {
+        let Some(ticks) = process_ticks() else {
+            return 0;
+        };
+        let now = Instant::now();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let out = match self.last {
+            Some((t, before)) => {
+                let wall = now.duration_since(t).as_secs_f64().max(1e-3);
+                // Linux reports in clock ticks of 1/100 s on every supported platform.
+                let busy = ticks.saturating_sub(before) as f64 / 100.0;
+                (busy / wall / cores * 1000.0).clamp(0.0, 1000.0) as u16
+            }
+            None => 0,
+        };
+        self.last = Some((now, ticks));
+        out
+    }
+}
+
+/// utime + stime of this process, in clock ticks.
+fn process_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_messages_route_by_their_meeting() {
+        let m = MeetingId::new("standup").unwrap();
+        let flow = relay_proto::FlowId::new(&m, 3);
+        let nack = Control::Nack {
+            flow,
+            layer: 0,
+            seqs: vec![1],
+        };
+        let sub = Control::Subscribe {
+            meeting: m.clone(),
+            flow,
+            layers: relay_proto::LayerSet::default(),
+        };
+        assert_eq!(meeting_hash(&nack), Some(m.hash32()));
+        assert_eq!(meeting_hash(&sub), Some(m.hash32()));
+        assert_eq!(meeting_hash(&Control::Ping { nonce: 1 }), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_readable() {
+        assert!(process_ticks().is_some());
+    }
+}
