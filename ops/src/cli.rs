@@ -25,6 +25,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Start a local cluster and keep it running until Ctrl-C.
     Up(UpArgs),
+    /// Run a UDP impairment proxy (delay, jitter, loss, rate, partitions), or change one.
+    Impair(ImpairArgs),
 }
 
 /// `arbor token`.
@@ -79,6 +81,75 @@ pub struct UpArgs {
     /// The `arbor-edge` binary [default: next to this `arbor` binary].
     #[arg(long, env = "ARBOR_UP_EDGE_BIN")]
     pub edge_bin: Option<PathBuf>,
+}
+
+/// `arbor impair`: without a subcommand, runs the proxy until Ctrl-C.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ImpairArgs {
+    #[command(subcommand)]
+    pub action: Option<ImpairAction>,
+    /// The UDP address clients send to.
+    #[arg(long, required = true)]
+    pub listen: Option<SocketAddr>,
+    /// Where the clients' datagrams go (each client from its own port).
+    #[arg(long, required = true)]
+    pub upstream: Option<SocketAddr>,
+    /// Serve the control API (GET/PUT /link, GET /stats) on this TCP address.
+    #[arg(long)]
+    pub control: Option<SocketAddr>,
+    /// Seeds the links' randomness: the same seed and traffic lose the same packets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Both directions start with these settings.
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// What `arbor impair` does instead of running a proxy.
+#[derive(Debug, Subcommand)]
+pub enum ImpairAction {
+    /// Change a running proxy's links through its control API; prints the settings after.
+    Set(ImpairSetArgs),
+}
+
+/// `arbor impair set`.
+#[derive(Debug, Args)]
+pub struct ImpairSetArgs {
+    /// The running proxy's --control address.
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    pub control: SocketAddr,
+    /// Which direction to change: up is client → upstream.
+    #[arg(long, value_enum, default_value_t = crate::impair::Direction::Both)]
+    pub direction: crate::impair::Direction,
+    /// Cut the link: drop every datagram, including those in flight.
+    #[arg(long, conflicts_with = "heal")]
+    pub partition: bool,
+    /// Undo --partition.
+    #[arg(long)]
+    pub heal: bool,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// Link settings of `arbor impair` and `arbor impair set` (absent: unchanged).
+#[derive(Debug, Clone, Default, Args)]
+pub struct LinkArgs {
+    /// One-way delay, in milliseconds.
+    #[arg(long)]
+    pub delay_ms: Option<f64>,
+    /// Each datagram's delay varies uniformly within ± this many milliseconds.
+    #[arg(long)]
+    pub jitter_ms: Option<f64>,
+    /// Random loss, in percent.
+    #[arg(long)]
+    pub loss_pct: Option<f64>,
+    /// Bottleneck rate in kbit/s (0: unlimited).
+    #[arg(long)]
+    pub rate_kbps: Option<u64>,
+    /// The bottleneck's buffer, in bytes; datagrams past it are dropped.
+    #[arg(long)]
+    pub queue_bytes: Option<usize>,
 }
 
 /// Longest `--ttl` accepted.

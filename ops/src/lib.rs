@@ -1,10 +1,12 @@
-//! The `arbor` CLI: local clusters (`arbor up`) and access tokens (`arbor token`).
+//! The `arbor` CLI: local clusters (`arbor up`), access tokens (`arbor token`) and a UDP
+//! impairment proxy (`arbor impair`).
 //!
 //! [`main`] parses the command line and runs one command; each command is a module with a
 //! `run` function that tests call directly.
 
 pub mod cli;
 pub mod cluster;
+pub mod impair;
 pub mod token;
 pub mod up;
 
@@ -33,6 +35,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::Up(args) => up::run(&args, &cli.data_dir),
+        cli::Command::Impair(args) => impair::run(&args),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use relay_proto::{
     Announce, Control, EdgeId, FlowId, Hops, LayerDesc, LayerSet, MediaHeader, MeetingEvent,
-    MeetingId, TrackId, TreeUpdate,
+    MeetingId, TrackId, TreeEpoch, TreeUpdate,
 };
 
 use super::Worker;
@@ -96,6 +96,13 @@ impl Worker {
         for meeting in meetings {
             self.link_added(now, &meeting, peer);
         }
+    }
+
+    /// This edge's neighbours in a meeting's tree and the epoch they came with, as last
+    /// applied; `None` when the meeting is not on this worker.
+    pub fn tree_neighbours(&self, meeting: &MeetingId) -> Option<(Option<TreeEpoch>, &[EdgeId])> {
+        let m = self.meetings.get(meeting)?;
+        Some((m.links.epoch, &m.links.neighbours))
     }
 
     /// The origin link came back (the origin may have restarted): report every meeting's
