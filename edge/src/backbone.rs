@@ -78,16 +78,95 @@ struct PeerState {
     suspect: bool,
 }
 
-/// A running backbone: the address it is bound to.
+/// How long a meeting's placement, once learned from the origin, is trusted.
+pub const PLACEMENT_TTL: Duration = Duration::from_secs(10);
+/// How long a join waits for the origin's placement before it is served here anyway (the
+/// origin may be away: availability first).
+pub const PLACE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Placement questions waiting for the origin link.
+const PLACE_QUEUE: usize = 1024;
+/// Most placements remembered.
+const MAX_PLACEMENTS: usize = 100_000;
+
+/// A running backbone: the address it is bound to, and the placement client.
 #[derive(Debug)]
 pub struct Backbone {
     pub local_addr: SocketAddr,
+    pub placements: Placements,
+}
+
+/// Where a meeting's participants in this edge's region go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Where {
+    Here,
+    /// Another edge of the region hosts it: redirect the client there.
+    Elsewhere {
+        edge: EdgeId,
+        http_url: String,
+    },
+}
+
+/// Asks the origin where meetings are placed, with a short-lived cache.
+#[derive(Debug, Clone)]
+pub struct Placements {
+    me: EdgeId,
+    queries: mpsc::Sender<PlaceQuery>,
+    cache: Arc<Mutex<HashMap<MeetingId, Cached>>>,
+}
+
+/// A placement learned from the origin: the edge, its HTTP base URL, and when.
+type Cached = (EdgeId, String, Instant);
+
+#[derive(Debug)]
+struct PlaceQuery {
+    meeting: MeetingId,
+    reply: tokio::sync::oneshot::Sender<(EdgeId, String)>,
+}
+
+impl Placements {
+    /// Where `meeting` goes. Without an answer from the origin within [`PLACE_TIMEOUT`] the
+    /// meeting is served here.
+    pub async fn locate(&self, meeting: &MeetingId) -> Where {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(meeting)
+            .filter(|(_, _, at)| at.elapsed() < PLACEMENT_TTL)
+            .map(|(e, u, _)| (e.clone(), u.clone()));
+        let answer = match cached {
+            Some(a) => Some(a),
+            None => self.ask(meeting).await,
+        };
+        match answer {
+            Some((edge, http_url)) if edge != self.me => Where::Elsewhere { edge, http_url },
+            _ => Where::Here,
+        }
+    }
+
+    async fn ask(&self, meeting: &MeetingId) -> Option<(EdgeId, String)> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let q = PlaceQuery {
+            meeting: meeting.clone(),
+            reply,
+        };
+        self.queries.try_send(q).ok()?;
+        let (edge, url) = tokio::time::timeout(PLACE_TIMEOUT, rx).await.ok()?.ok()?;
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_PLACEMENTS {
+            cache.retain(|_, (_, _, at)| at.elapsed() < PLACEMENT_TTL);
+        }
+        if cache.len() < MAX_PLACEMENTS {
+            cache.insert(meeting.clone(), (edge.clone(), url.clone(), Instant::now()));
+        }
+        Some((edge, url))
+    }
 }
 
 /// Binds the relay endpoint and starts the origin and accept tasks. `from_workers` carries
 /// what the workers send the origin (the other end is in `MediaConfig::to_origin`).
 pub fn start(
-    cfg: BackboneConfig,
+    mut cfg: BackboneConfig,
     media: Media,
     from_workers: mpsc::Receiver<Control>,
 ) -> anyhow::Result<Backbone> {
@@ -99,8 +178,18 @@ pub fn start(
     let endpoint = RelayEndpoint::bind(cfg.listen, &cert, &ca)
         .with_context(|| format!("binding the relay endpoint {}", cfg.listen))?;
     let local_addr = endpoint.local_addr()?;
+    if cfg.public_addr.port() == 0 {
+        // Listening on a port the system chose: that is the one to advertise.
+        cfg.public_addr = SocketAddr::new(cfg.public_addr.ip(), local_addr.port());
+    }
     let endpoint = Arc::new(endpoint);
     let peers = Arc::new(Mutex::new(Peers::default()));
+    let (queries, query_rx) = mpsc::channel(PLACE_QUEUE);
+    let placements = Placements {
+        me: cfg.edge.clone(),
+        queries,
+        cache: Arc::default(),
+    };
     let ctx = Ctx {
         cfg: Arc::new(cfg),
         endpoint,
@@ -108,8 +197,11 @@ pub fn start(
         peers,
     };
     tokio::spawn(accept_loop(ctx.clone()));
-    tokio::spawn(origin_link(ctx, from_workers));
-    Ok(Backbone { local_addr })
+    tokio::spawn(origin_link(ctx, from_workers, query_rx));
+    Ok(Backbone {
+        local_addr,
+        placements,
+    })
 }
 
 #[derive(Clone)]
@@ -276,7 +368,11 @@ fn meeting_hash(msg: &Control) -> Option<u32> {
 }
 
 /// Keeps the origin link up for the life of the process.
-async fn origin_link(ctx: Ctx, mut from_workers: mpsc::Receiver<Control>) {
+async fn origin_link(
+    ctx: Ctx,
+    mut from_workers: mpsc::Receiver<Control>,
+    mut queries: mpsc::Receiver<PlaceQuery>,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
         match ctx.endpoint.connect(ctx.cfg.origin, &Role::Origin).await {
@@ -285,7 +381,7 @@ async fn origin_link(ctx: Ctx, mut from_workers: mpsc::Receiver<Control>) {
                 let mut hello = ctx.hello();
                 hello.session.keepalive = relay_quic::endpoint::KEEPALIVE;
                 let (link, events) = relay_quic::link::spawn(peer, hello);
-                serve_origin(&ctx, &link, events, &mut from_workers).await;
+                serve_origin(&ctx, &link, events, &mut from_workers, &mut queries).await;
                 tracing::warn!("origin link lost; meetings go on, reconnecting");
             }
             Err(e) => tracing::debug!("origin unreachable: {e}"),
@@ -300,7 +396,10 @@ async fn serve_origin(
     link: &LinkHandle,
     mut events: mpsc::Receiver<LinkEvent>,
     from_workers: &mut mpsc::Receiver<Control>,
+    queries: &mut mpsc::Receiver<PlaceQuery>,
 ) {
+    let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<(EdgeId, String)>> = HashMap::new();
+    let mut next_query = 0u64;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut suspicion = tokio::time::interval(SUSPECT_AFTER / 3);
     let mut cpu = CpuMeter::default();
@@ -313,12 +412,26 @@ async fn serve_origin(
                     // The origin may have restarted: tell it everything again.
                     ctx.broadcast(|| Command::ResendPresence);
                 }
+                Some(LinkEvent::Message(Control::Placed { id, edge, http_url, .. })) => {
+                    if let Some(reply) = pending.remove(&id) {
+                        let _ = reply.send((edge, http_url));
+                    }
+                }
                 Some(LinkEvent::Message(msg)) => handle_origin_message(ctx, msg),
                 Some(LinkEvent::Down(_)) | None => return,
                 Some(_) => {}
             },
             Some(msg) = from_workers.recv() => {
                 let _ = link.try_send(msg);
+            }
+            Some(q) = queries.recv() => {
+                next_query += 1;
+                // Abandoned questions (their caller timed out) go with the next sweep.
+                pending.retain(|_, r| !r.is_closed());
+                let msg = Control::PlaceRequest { id: next_query, meeting: q.meeting };
+                if link.try_send(msg).is_ok() && pending.len() < PLACE_QUEUE {
+                    pending.insert(next_query, q.reply);
+                }
             }
             _ = heartbeat.tick() => {
                 let _ = link.try_send(Control::Heartbeat(load(ctx, &mut cpu)));

@@ -61,8 +61,19 @@ impl Edge {
             edge: config.edge.id.clone(),
             to_origin: config.backbone.enabled.then_some(to_origin),
         })?;
-        let relay_addr = if config.backbone.enabled {
+        let metrics = telemetry::Metrics::install(&config.edge.id)?;
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP listener {}", config.http.listen))?;
+        let http_addr = listener.local_addr()?;
+        // The backbone registers addresses with the origin: the bound ones when a port was
+        // left to the system (tests).
+        let (relay_addr, placements) = if config.backbone.enabled {
             let b = &config.backbone;
+            let http_url = match (config.http.public_url.is_some(), config.http.listen.port()) {
+                (false, 0) => format!("http://{http_addr}"),
+                _ => config.http.public_url(),
+            };
             let cfg = backbone::BackboneConfig {
                 edge: config.edge.id.clone(),
                 region: config.edge.region.clone(),
@@ -72,22 +83,19 @@ impl Edge {
                 pki: relay_quic::PkiDir::new(&b.pki_dir),
                 lat_e6: (b.latitude * 1e6).round() as i32,
                 lon_e6: (b.longitude * 1e6).round() as i32,
-                http_url: config.http.public_url(),
+                http_url,
                 capacity: b.capacity,
             };
-            Some(backbone::start(cfg, media.clone(), from_workers)?.local_addr)
+            let b = backbone::start(cfg, media.clone(), from_workers)?;
+            (Some(b.local_addr), Some(b.placements))
         } else {
-            None
+            (None, None)
         };
-        let metrics = telemetry::Metrics::install(&config.edge.id)?;
-        let listener = tokio::net::TcpListener::bind(config.http.listen)
-            .await
-            .with_context(|| format!("binding HTTP listener {}", config.http.listen))?;
-        let http_addr = listener.local_addr()?;
         let state = http::AppState {
             config: Arc::new(config),
             media: media.clone(),
             metrics: metrics.clone(),
+            placements,
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -182,6 +182,15 @@ pub enum ServerMsg {
         #[serde(skip_serializing_if = "Option::is_none")]
         ts: Option<f64>,
     },
+    /// The meeting is hosted by another edge of this region: join there, with the same token.
+    /// The edge closes the socket after sending it.
+    Redirect {
+        edge_id: String,
+        /// The edge's HTTP base URL (its web page, WHIP/WHEP).
+        url: String,
+        /// Its signaling WebSocket.
+        ws_url: String,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -210,6 +219,7 @@ impl ServerMsg {
             ServerMsg::ConnectionQuality { .. } => "connection_quality",
             ServerMsg::Chat { .. } => "chat",
             ServerMsg::Pong { .. } => "pong",
+            ServerMsg::Redirect { .. } => "redirect",
             ServerMsg::Error { .. } => "error",
             ServerMsg::Unknown => "unknown",
         }

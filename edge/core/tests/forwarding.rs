@@ -337,3 +337,51 @@ fn chat_is_size_limited_rate_limited_and_replayed_to_late_joiners() {
     assert_eq!(snap.chat[99].text, "m10-9");
     assert!(snap.chat.windows(2).all(|w| w[0].id < w[1].id));
 }
+
+/// Found by the whole-mesh simulator (`ops/sim`, scenario `meeting_30`, seed 1): a
+/// subscriber's downlink estimate only probed toward the video it watches, not the audio it
+/// also hears, so it settled at about what was sent and str0m's pacer (1.1 × the estimate)
+/// queued behind every keyframe: +30 ms of mean latency and frames late by 300 ms on a clean
+/// link.
+#[test]
+fn a_subscriber_hearing_others_is_not_paced_below_its_media() {
+    let mut mesh = Mesh::new(Limits::default());
+    let alice = mesh.join("alice", ClientConfig::new(mesh.epoch));
+    for name in ["bob", "carol", "dave"] {
+        let mut talker = ClientConfig::new(mesh.epoch);
+        talker.video = None;
+        mesh.join(name, talker);
+    }
+    let viewer = mesh.join("erin", ClientConfig::subscriber(mesh.epoch, 1, 3));
+    mesh.run(Duration::from_millis(1500));
+    let tracks = mesh.tracks_seen(viewer);
+    let video = tracks.iter().find(|t| t.kind == Kind::Video).unwrap().id;
+    mesh.subscribe(viewer, video, 360);
+    let audio: Vec<_> = tracks
+        .iter()
+        .filter(|t| t.kind == Kind::Audio && t.participant_id != mesh.peers[alice].id)
+        .map(|t| t.id)
+        .collect();
+    let mids = mesh.peers[viewer].client.mids().audio_slots;
+    assert_eq!((audio.len(), mids.len()), (3, 3));
+    for (track, mid) in audio.into_iter().zip(mids) {
+        let msg = ClientMsg::Subscribe {
+            track_id: track,
+            mid: mid.to_string(),
+            max_width: None,
+            max_height: None,
+        };
+        mesh.send(viewer, msg);
+    }
+    mesh.run(Duration::from_secs(4));
+    let before = mesh.video_slot(viewer);
+    mesh.run(Duration::from_secs(8));
+    let s = mesh.video_slot(viewer);
+    assert_eq!(s.height, Some(360), "{s:#?}");
+    let n = s.latency.count - before.latency.count;
+    let mean = (s.latency.sum - before.latency.sum) / n as u32;
+    // Two 10 ms links; a keyframe (9 frames' worth) may wait for the pacer, a frame may not
+    // wait behind a standing queue.
+    assert!(mean < Duration::from_millis(30), "mean latency {mean:?}: {s:#?}");
+    assert!(s.latency.max < Duration::from_millis(200), "{s:#?}");
+}

@@ -31,6 +31,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub media: Media,
     pub metrics: crate::telemetry::Metrics,
+    /// Where meetings are placed (with the backbone on): joins for a meeting placed on
+    /// another edge of the region are redirected there.
+    pub placements: Option<crate::backbone::Placements>,
 }
 
 /// The router with every route and layer.

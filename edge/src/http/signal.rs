@@ -15,6 +15,7 @@ use relay_proto::ParticipantId;
 use tokio::sync::oneshot;
 
 use super::{AppState, admission, verify};
+use crate::backbone::Where;
 use crate::media::{Command, Joined};
 
 /// How long a new socket may take to send `join` or `resume`.
@@ -125,6 +126,19 @@ async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined)> 
                 return None;
             }
         };
+        if let Some(placements) = &state.placements
+            && let Where::Elsewhere { edge, http_url } = placements.locate(&grants.meeting).await
+        {
+            state.metrics.join_result("redirected");
+            let msg = ServerMsg::Redirect {
+                edge_id: edge.to_string(),
+                ws_url: ws_url(&http_url),
+                url: http_url,
+            };
+            send(ws, &msg).await;
+            close_ref(ws, CLOSE_NORMAL, "redirect").await;
+            return None;
+        }
         let worker = state.media.worker_for(&grants.meeting);
         let (reply, rx) = oneshot::channel();
         let adm = admission(&grants, name);
@@ -223,5 +237,14 @@ async fn relay(
                 }
             }
         }
+    }
+}
+
+/// The signaling WebSocket of an edge with this HTTP base URL.
+pub(super) fn ws_url(http_url: &str) -> String {
+    let base = http_url.trim_end_matches('/');
+    match base.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}/v1/rtc"),
+        None => format!("ws://{}/v1/rtc", base.trim_start_matches("http://")),
     }
 }

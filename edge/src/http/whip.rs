@@ -21,6 +21,7 @@ use relay_proto::MeetingId;
 use tokio::sync::oneshot;
 
 use super::{ACCEPT_POST, ApiError, AppState, admission, bearer, content_type, overloaded, verify};
+use crate::backbone::Where;
 use crate::media::{Command, MAX_RESOURCES, Resource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +108,22 @@ async fn post(
 ) -> Result<Response, ApiError> {
     let meeting = meeting_of(&meeting)?;
     let grants = authorize(&state, &headers, &meeting)?;
+    if let Some(placements) = &state.placements
+        && let Where::Elsewhere { http_url, .. } = placements.locate(&meeting).await
+    {
+        // RFC 9725 §4.5: a WHIP endpoint may redirect with 307; the client re-sends the offer.
+        let location = format!(
+            "{}/v1/{}/{}",
+            http_url.trim_end_matches('/'),
+            kind.path(),
+            meeting
+        );
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response());
+    }
     if content_type(&headers) != "application/sdp" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

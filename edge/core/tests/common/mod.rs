@@ -142,6 +142,9 @@ pub struct Mesh {
     seq: u64,
     capturing: Option<usize>,
     captured: Vec<Captured>,
+    /// Edge whose incoming relay datagrams [`Mesh::capture_relay_into`] holds back.
+    relay_capturing: Option<usize>,
+    relay_captured: Vec<CapturedRelay>,
     /// Seeded generator for link loss.
     loss_rng: u64,
     /// Wall time spent inside worker calls (single thread, so CPU time of the edge).
@@ -158,6 +161,14 @@ pub struct Captured {
     pub source: SocketAddr,
     pub destination: SocketAddr,
     pub bytes: Vec<u8>,
+}
+
+/// A relay datagram that reached an edge, held back by [`Mesh::capture_relay_into`].
+pub struct CapturedRelay {
+    /// When it arrived (after the link's delay).
+    pub at: Instant,
+    pub from: EdgeId,
+    pub bytes: Bytes,
 }
 
 pub fn admission(meeting: &str, identity: &str) -> Admission {
@@ -226,6 +237,8 @@ impl Mesh {
             seq: 0,
             capturing: None,
             captured: Vec::new(),
+            relay_capturing: None,
+            relay_captured: Vec::new(),
             loss_rng: 0x9e37_79b9_7f4a_7c15,
             worker_time: Duration::ZERO,
             time_signaling: Duration::ZERO,
@@ -446,6 +459,13 @@ impl Mesh {
                 self.worker_time += t.elapsed();
                 self.drain_worker(to);
             }
+            Cargo::Relay { from, to, bytes } if self.relay_capturing == Some(to) => {
+                self.relay_captured.push(CapturedRelay {
+                    at: self.now,
+                    from: self.edges[from].id.clone(),
+                    bytes,
+                });
+            }
             Cargo::Relay { from, to, bytes } => {
                 let id = self.edges[from].id.clone();
                 let t = Instant::now();
@@ -623,6 +643,15 @@ impl Mesh {
         self.run(d);
         self.capturing = None;
         std::mem::take(&mut self.captured)
+    }
+
+    /// Runs time forward by `d` while the relay datagrams arriving at `edge` are captured
+    /// instead of delivered (control messages still arrive).
+    pub fn capture_relay_into(&mut self, edge: usize, d: Duration) -> Vec<CapturedRelay> {
+        self.relay_capturing = Some(edge);
+        self.run(d);
+        self.relay_capturing = None;
+        std::mem::take(&mut self.relay_captured)
     }
 
     /// Feeds captured datagrams to the worker in order, discarding what it sends. Returns the

@@ -1,0 +1,279 @@
+//! The cascade on real sockets, in one process: an origin and edges started the way their
+//! binaries start them, linked by QUIC with mutual TLS from a fresh CA, and synthetic str0m
+//! clients over UDP and the signaling WebSocket. A publisher on one edge is seen and heard
+//! on another; a meeting's participants in one region are redirected to its edge (signaling
+//! message, WHIP 307).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arbor_edge::Edge;
+use arbor_loadgen::protocol::{Kind, ServerMsg, Source};
+use arbor_loadgen::{ClientConfig, Epoch, connect};
+use arbor_origin::Origin;
+use futures_util::{SinkExt, StreamExt};
+use relay_proto::token::{Claims, mint};
+use relay_proto::{EdgeId, Role};
+use relay_quic::{Ca, PkiDir};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "APIcascadetest";
+const SECRET: &str = "cascade-test-secret-cascade-test-secret-0123";
+const T: Duration = Duration::from_secs(20);
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+struct Cluster {
+    origin: Origin,
+    edges: Vec<Edge>,
+    _dir: TempDir,
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("arbor-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An origin and one edge per `(id, region, lat, lon)`, all on 127.0.0.1 with system-chosen
+/// ports; returns once every edge is registered with the origin.
+async fn cluster(test: &str, edges: &[(&str, &str, f64, f64)]) -> Cluster {
+    let dir = TempDir::new(test);
+    let pki = PkiDir::new(dir.path().join("pki"));
+    std::fs::create_dir_all(dir.path().join("pki")).unwrap();
+    let ca = Ca::generate("arbor test").unwrap();
+    ca.to_pem_files(&pki.ca_cert(), &pki.ca_key()).unwrap();
+    let mut roles = vec![Role::Origin];
+    roles.extend(edges.iter().map(|e| Role::Edge(e.0.parse().unwrap())));
+    for role in &roles {
+        let cert = ca.issue(role).unwrap();
+        cert.to_pem_files(&pki.node_cert(role), &pki.node_key(role))
+            .unwrap();
+    }
+
+    let mut ocfg = arbor_origin::config::Config::dev_default();
+    ocfg.http.listen = SocketAddr::new(LOCAL, 0);
+    ocfg.relay.enabled = true;
+    ocfg.relay.listen = SocketAddr::new(LOCAL, 0);
+    ocfg.relay.pki_dir = dir.path().join("pki");
+    ocfg.store.url = format!("sqlite://{}", dir.path().join("origin.db").display());
+    ocfg.auth.keys = [(KEY.to_owned(), arbor_origin::config::Secret::new(SECRET))].into();
+    let mut regions: Vec<relay_proto::RegionId> =
+        edges.iter().map(|e| e.1.parse().unwrap()).collect();
+    regions.sort();
+    regions.dedup();
+    ocfg.placement.default_region = regions[0].clone();
+    ocfg.placement.regions = regions;
+    let origin = Origin::start(ocfg).await.unwrap();
+    let origin_relay = origin.relay_addr.unwrap();
+
+    let mut started = Vec::new();
+    for &(id, region, lat, lon) in edges {
+        let mut cfg = arbor_edge::config::Config::dev_default();
+        cfg.edge.id = id.parse().unwrap();
+        cfg.edge.region = region.parse().unwrap();
+        cfg.http.listen = SocketAddr::new(LOCAL, 0);
+        cfg.media.bind = LOCAL;
+        cfg.media.public_ip = None;
+        cfg.media.udp_port = 0;
+        cfg.media.tcp_port = 0;
+        cfg.media.workers = 1;
+        cfg.auth.keys = [(KEY.to_owned(), arbor_edge::config::Secret::new(SECRET))].into();
+        cfg.backbone.enabled = true;
+        cfg.backbone.listen = SocketAddr::new(LOCAL, 0);
+        cfg.backbone.origin = origin_relay;
+        cfg.backbone.pki_dir = dir.path().join("pki");
+        cfg.backbone.latitude = lat;
+        cfg.backbone.longitude = lon;
+        started.push(Edge::start(cfg).await.unwrap());
+    }
+    let c = Cluster {
+        origin,
+        edges: started,
+        _dir: dir,
+    };
+    // Registered, and linked to each other (peer lists arrive with registrations).
+    let deadline = Instant::now() + T;
+    loop {
+        let alive = c.origin.store.edges().await.unwrap();
+        if alive.len() == edges.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edges did not register: {alive:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(meeting: &str, identity: &str) -> String {
+    let claims = Claims::join(&meeting.parse().unwrap(), identity, unix_now() + 3600);
+    mint(&claims, KEY, SECRET.as_bytes())
+}
+
+fn ws_url(edge: &Edge) -> String {
+    format!("ws://{}/v1/rtc", edge.http_addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_on_one_edge_is_seen_on_another_over_quic() {
+    let c = cluster(
+        "span",
+        &[
+            ("eu-1", "eu-west", 48.86, 2.35),
+            ("us-1", "us-east", 39.04, -77.49),
+        ],
+    )
+    .await;
+    let epoch = Epoch(Instant::now().into_std());
+    let mut pc = ClientConfig::new(epoch);
+    pc.source_id = 1;
+    let publisher = connect(&ws_url(&c.edges[0]), &token("span", "alice"), pc)
+        .await
+        .unwrap();
+    let mut sc = ClientConfig::subscriber(epoch, 1, 1);
+    sc.source_id = 2;
+    sc.seed = 2;
+    let viewer = connect(&ws_url(&c.edges[1]), &token("span", "bob"), sc)
+        .await
+        .unwrap();
+
+    // Alice's camera reaches bob's edge through the tree the origin built.
+    let who = publisher.participant_id();
+    let is_cam = |m: &ServerMsg| {
+        matches!(m, ServerMsg::TrackPublished { track }
+            if track.participant_id == who && track.kind == Kind::Video
+                && track.source == Source::Camera)
+    };
+    let cam =
+        match viewer.joined().tracks.iter().find(|t| {
+            t.participant_id == who && t.kind == Kind::Video && t.source == Source::Camera
+        }) {
+            Some(t) => t.clone(),
+            None => match viewer.wait_for_named("track_published", is_cam, T).await {
+                Ok(ServerMsg::TrackPublished { track }) => track,
+                other => panic!("alice's camera never reached us-1: {other:?}"),
+            },
+        };
+    assert!(cam.simulcast);
+    let slot = viewer.mids().video_slots[0];
+    viewer
+        .subscribe(cam.id, slot, Some(640), Some(360))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + T;
+    let s = loop {
+        let s = viewer.stats().await.unwrap().slots[0].clone();
+        if s.frames_rendered > 60 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no video across the cascade: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(s.height, Some(360), "{s:#?}");
+    assert_eq!(s.non_contiguous, 0, "{s:#?}");
+
+    // The origin recorded the tree: one link between the two edges.
+    let tree = c
+        .origin
+        .store
+        .tree(&"span".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("a tree");
+    let eu: EdgeId = "eu-1".parse().unwrap();
+    let us: EdgeId = "us-1".parse().unwrap();
+    assert_eq!(tree.links, vec![(eu, us)]);
+    let _ = publisher.close().await;
+    let _ = viewer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_for_a_meeting_placed_on_another_edge_are_redirected() {
+    let c = cluster(
+        "placed",
+        &[
+            ("eu-1", "eu-west", 48.86, 2.35),
+            ("eu-2", "eu-west", 50.11, 8.68),
+        ],
+    )
+    .await;
+    // Ask both edges with WHIP: exactly one of them hosts the meeting in eu-west, the other
+    // answers 307 with the same path on the first (before even reading the body).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut redirects = Vec::new();
+    for e in &c.edges {
+        let r = http
+            .post(format!("http://{}/v1/whip/placed", e.http_addr))
+            .bearer_auth(token("placed", "obs"))
+            .header("content-type", "application/sdp")
+            .body("v=0\r\n")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
+            redirects.push((
+                e.http_addr,
+                r.headers()["location"].to_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert_eq!(redirects.len(), 1, "{redirects:?}");
+    let (from, location) = &redirects[0];
+    let host = c.edges.iter().find(|e| e.http_addr != *from).unwrap();
+    assert_eq!(
+        location,
+        &format!("http://{}/v1/whip/placed", host.http_addr)
+    );
+
+    // The signaling WebSocket says the same with a `redirect` message.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{from}/v1/rtc"))
+        .await
+        .unwrap();
+    let join = serde_json::json!({ "type": "join", "token": token("placed", "carol") });
+    ws.send(Message::Text(join.to_string().into()))
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(v["type"], "redirect", "{v}");
+    assert_eq!(v["url"], format!("http://{}", host.http_addr));
+    assert_eq!(v["ws_url"], format!("ws://{}/v1/rtc", host.http_addr));
+}
