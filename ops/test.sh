@@ -7,7 +7,9 @@
 # toolchain and cargo-fuzz; the browser suite installs its npm and pip packages itself), then:
 #   1. formatting and clippy (warnings are errors)
 #   2. the sans-IO boundary: core crates must not depend on tokio
-#   3. every Rust test (unit, property, virtual-time, loopback integration) with nextest
+#   3. every Rust test (unit, property, virtual-time, the whole-mesh simulator's committed
+#      seeds, loopback and QUIC integration) with nextest, against a throwaway PostgreSQL
+#      server for the origin's store (ops/pg-test.sh)
 #   4. the fuzz targets build, and each runs briefly
 #   5. the browser suite: Chromium participants and ffmpeg WHIP against a real edge
 #
@@ -38,7 +40,7 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "sans-IO boundary"
-for core in arbor-relay-proto arbor-edge-core; do
+for core in arbor-relay-proto arbor-edge-core arbor-origin-core arbor-sim; do
   if cargo tree -p "$core" -e normal --locked | grep -Eq ' (tokio|quinn|axum|hickory[a-z-]*|sqlx) v'; then
     echo "$core must not depend on an async runtime or a socket library:" >&2
     cargo tree -p "$core" -e normal -i tokio >&2 || true
@@ -48,7 +50,9 @@ for core in arbor-relay-proto arbor-edge-core; do
 done
 
 step "tests"
-cargo nextest run --workspace --locked --no-fail-fast
+# The end-to-end tests start these binaries as separate processes.
+cargo build --locked --bin arbor-edge --bin arbor-origin --bin arbor
+ops/pg-test.sh run -- cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 
 step "fuzz targets"

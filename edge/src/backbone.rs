@@ -36,9 +36,11 @@ use crate::media::{Command, Media};
 /// How often the origin hears from us.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often the link sessions ping (RTT samples; liveness).
-pub const PING_INTERVAL: Duration = Duration::from_millis(200);
+pub const PING_INTERVAL: Duration = Duration::from_millis(150);
 /// A link with no RTT sample for this long is reported unreachable.
-pub const SUSPECT_AFTER: Duration = Duration::from_millis(600);
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(500);
+/// How often links are checked against [`SUSPECT_AFTER`].
+pub const SUSPECT_CHECK: Duration = Duration::from_millis(50);
 /// Reports from workers waiting for the origin link; past it they are dropped (presence is
 /// re-sent in full after every reconnect anyway).
 pub const ORIGIN_QUEUE: usize = 4096;
@@ -60,6 +62,9 @@ pub struct BackboneConfig {
     pub lon_e6: i32,
     pub http_url: String,
     pub capacity: u32,
+    /// Dial these peers here instead of at the address the origin lists (`[backbone]
+    /// peer_addrs`: a proxy in between). The TLS server name is still the peer's node name.
+    pub peer_addrs: BTreeMap<EdgeId, SocketAddr>,
 }
 
 /// State the backbone tasks share: live peer links and their last RTT.
@@ -263,9 +268,10 @@ async fn accept_loop(ctx: Ctx) {
 async fn dial(ctx: Ctx, id: EdgeId) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let Some(addr) = ctx.peers().known.get(&id).copied() else {
+        let Some(listed) = ctx.peers().known.get(&id).copied() else {
             break;
         };
+        let addr = ctx.cfg.peer_addrs.get(&id).copied().unwrap_or(listed);
         match ctx.endpoint.connect(addr, &Role::Edge(id.clone())).await {
             Ok(peer) => {
                 let (link, events) = relay_quic::link::spawn(peer, ctx.hello());
@@ -401,7 +407,8 @@ async fn serve_origin(
     let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<(EdgeId, String)>> = HashMap::new();
     let mut next_query = 0u64;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    let mut suspicion = tokio::time::interval(SUSPECT_AFTER / 3);
+    // Checked often: this is the fast path of failure detection, and a scan is cheap.
+    let mut suspicion = tokio::time::interval(SUSPECT_CHECK);
     let mut cpu = CpuMeter::default();
     loop {
         tokio::select! {

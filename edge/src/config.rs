@@ -35,6 +35,9 @@ pub const DEV_API_SECRET: &str = "arbor-dev-secret-never-use-in-production";
 /// Shortest API secret accepted, in bytes (HS256 wants a key as long as its hash).
 pub const MIN_SECRET_LEN: usize = 32;
 
+/// Most `[backbone] peer_addrs` entries.
+pub const MAX_PEER_ADDRS: usize = 1024;
+
 /// Most media workers an edge runs.
 pub const MAX_WORKERS: usize = 1024;
 
@@ -73,6 +76,8 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// latitude = 0.0                # where this edge is, in degrees
 /// longitude = 0.0
 /// capacity = 10000              # participants before the origin stops placing here
+/// # peer_addrs = { "us-1" = "127.0.0.1:7800" }  # dial these edges here instead of the
+/// #                                             # address the origin lists (a proxy)
 ///
 /// [auth]
 /// dev_tokens = false            # let the built-in web page mint its own tokens: demos only
@@ -165,6 +170,10 @@ pub struct Backbone {
     pub longitude: f64,
     /// Participants this edge takes before the origin stops placing meetings on it.
     pub capacity: u32,
+    /// Where to dial some peers instead of the relay address the origin lists for them: a
+    /// proxy in between, such as `arbor up`'s impairment proxies. The TLS server name stays
+    /// the peer's node name, so the peer is still authenticated.
+    pub peer_addrs: BTreeMap<EdgeId, SocketAddr>,
 }
 
 impl Default for Backbone {
@@ -178,6 +187,7 @@ impl Default for Backbone {
             latitude: 0.0,
             longitude: 0.0,
             capacity: 10_000,
+            peer_addrs: BTreeMap::new(),
         }
     }
 }
@@ -412,6 +422,26 @@ impl Config {
                 "backbone.public_addr",
                 "other edges cannot dial an unspecified address; set public_addr",
             );
+        }
+        if b.peer_addrs.len() > MAX_PEER_ADDRS {
+            p.add(
+                "backbone.peer_addrs",
+                format!("more than the limit of {MAX_PEER_ADDRS} entries"),
+            );
+        }
+        for (peer, addr) in &b.peer_addrs {
+            if *peer == self.edge.id {
+                p.add(
+                    "backbone.peer_addrs",
+                    format!("{peer} is this edge itself; an edge never dials itself"),
+                );
+            }
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                p.add(
+                    "backbone.peer_addrs",
+                    format!("{peer} = {addr} cannot be dialled; give a concrete address and port"),
+                );
+            }
         }
     }
 
@@ -779,6 +809,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("backbone", "latitude"),
     ("backbone", "longitude"),
     ("backbone", "capacity"),
+    ("backbone", "peer_addrs"),
     ("auth", "dev_tokens"),
     ("auth", "keys"),
     ("limits", "max_participants"),
@@ -826,6 +857,7 @@ fn apply_env(cfg: &mut Config, var: &str, value: &str) -> Result<(), String> {
         ("backbone", "latitude") => c.backbone.latitude = typed(value)?,
         ("backbone", "longitude") => c.backbone.longitude = typed(value)?,
         ("backbone", "capacity") => c.backbone.capacity = typed(value)?,
+        ("backbone", "peer_addrs") => c.backbone.peer_addrs = peer_map(value)?,
         ("auth", "dev_tokens") => c.auth.dev_tokens = boolean(value)?,
         ("auth", "keys") => c.auth.keys = key_map(value)?,
         ("limits", "max_participants") => c.limits.max_participants = typed(value)?,
@@ -895,6 +927,20 @@ fn key_map(value: &str) -> Result<BTreeMap<String, Secret>, String> {
         keys.insert(key.trim().to_owned(), Secret::new(secret.trim()));
     }
     Ok(keys)
+}
+
+/// `id1=addr1,id2=addr2` (the form of `ARBOR_BACKBONE_PEER_ADDRS`).
+fn peer_map(value: &str) -> Result<BTreeMap<EdgeId, SocketAddr>, String> {
+    let mut peers = BTreeMap::new();
+    for pair in comma_list(value) {
+        let Some((id, addr)) = pair.split_once('=') else {
+            return Err(format!(
+                "expected edge1=127.0.0.1:7800,edge2=…, but {pair:?} has no '='"
+            ));
+        };
+        peers.insert(typed(id)?, typed(addr)?);
+    }
+    Ok(peers)
 }
 
 #[cfg(test)]
@@ -1186,6 +1232,46 @@ mod tests {
                 "{var}"
             );
         }
+    }
+
+    #[test]
+    fn peer_addrs_from_the_file_and_the_environment() {
+        let text = "[edge]\nid = \"ap-1\"\n[backbone]\nenabled = true\n\
+                    [backbone.peer_addrs]\n\"us-1\" = \"127.0.0.1:7801\"\n";
+        let mut cfg = parse(text).unwrap();
+        cfg.auth.keys = BTreeMap::from([("k".into(), secret32())]);
+        let us: EdgeId = "us-1".parse().unwrap();
+        assert_eq!(
+            cfg.backbone.peer_addrs[&us],
+            "127.0.0.1:7801".parse().unwrap()
+        );
+        assert!(problems_of(&cfg, 2).is_empty());
+        assert_eq!(parse(&cfg.to_toml()).unwrap(), cfg, "round trip");
+
+        let var = "ARBOR_BACKBONE_PEER_ADDRS";
+        apply_env(&mut cfg, var, "eu-1=127.0.0.1:7800, us-1=127.0.0.1:7802").unwrap();
+        assert_eq!(cfg.backbone.peer_addrs.len(), 2);
+        assert_eq!(
+            cfg.backbone.peer_addrs[&us],
+            "127.0.0.1:7802".parse().unwrap()
+        );
+        apply_env(&mut cfg, var, "").unwrap();
+        assert!(cfg.backbone.peer_addrs.is_empty());
+        for bad in ["us-1", "us 1=127.0.0.1:1", "us-1=localhost:1"] {
+            assert!(apply_env(&mut cfg, var, bad).is_err(), "{bad}");
+        }
+
+        cfg.backbone.peer_addrs = BTreeMap::from([
+            ("ap-1".parse().unwrap(), "127.0.0.1:7800".parse().unwrap()),
+            (us, "0.0.0.0:7801".parse().unwrap()),
+        ]);
+        let p = problems_of(&cfg, 2);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(p[0].contains("ap-1 is this edge itself"), "{p:#?}");
+        assert!(
+            p[1].contains("us-1 = 0.0.0.0:7801 cannot be dialled"),
+            "{p:#?}"
+        );
     }
 
     #[test]

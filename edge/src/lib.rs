@@ -85,6 +85,7 @@ impl Edge {
                 lon_e6: (b.longitude * 1e6).round() as i32,
                 http_url,
                 capacity: b.capacity,
+                peer_addrs: b.peer_addrs.clone(),
             };
             let b = backbone::start(cfg, media.clone(), from_workers)?;
             (Some(b.local_addr), Some(b.placements))

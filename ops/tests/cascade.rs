@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arbor_edge::Edge;
 use arbor_loadgen::protocol::{Kind, ServerMsg, Source};
 use arbor_loadgen::{ClientConfig, Epoch, connect};
+use arbor_ops::impair::{Proxy, ProxyConfig};
 use arbor_origin::Origin;
+use arbor_sim::link::LinkConfig;
 use futures_util::{SinkExt, StreamExt};
 use relay_proto::token::{Claims, mint};
 use relay_proto::{EdgeId, Role};
@@ -28,6 +30,8 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 struct Cluster {
     origin: Origin,
     edges: Vec<Edge>,
+    /// `arbor impair` proxies on the backbone links, by (lower edge index, higher).
+    links: Vec<((usize, usize), Proxy)>,
     _dir: TempDir,
 }
 
@@ -56,6 +60,16 @@ impl Drop for TempDir {
 /// An origin and one edge per `(id, region, lat, lon)`, all on 127.0.0.1 with system-chosen
 /// ports; returns once every edge is registered with the origin.
 async fn cluster(test: &str, edges: &[(&str, &str, f64, f64)]) -> Cluster {
+    cluster_with(test, edges, &[]).await
+}
+
+/// [`cluster`], with each listed backbone link (edge indices, one-way delay in ms) running
+/// through an `arbor impair` proxy. Edge ids must sort in index order: the lower id dials.
+async fn cluster_with(
+    test: &str,
+    edges: &[(&str, &str, f64, f64)],
+    impaired: &[(usize, usize, u64)],
+) -> Cluster {
     let dir = TempDir::new(test);
     let pki = PkiDir::new(dir.path().join("pki"));
     std::fs::create_dir_all(dir.path().join("pki")).unwrap();
@@ -85,8 +99,24 @@ async fn cluster(test: &str, edges: &[(&str, &str, f64, f64)]) -> Cluster {
     let origin = Origin::start(ocfg).await.unwrap();
     let origin_relay = origin.relay_addr.unwrap();
 
+    // Each edge's relay port is fixed up front so that proxies can point at it.
+    let relay_ports: Vec<u16> = edges
+        .iter()
+        .map(|_| {
+            let s = std::net::UdpSocket::bind(SocketAddr::new(LOCAL, 0)).unwrap();
+            s.local_addr().unwrap().port()
+        })
+        .collect();
+    let mut links = Vec::new();
+    for &(a, b, delay_ms) in impaired {
+        let upstream = SocketAddr::new(LOCAL, relay_ports[b]);
+        let mut cfg = ProxyConfig::new(SocketAddr::new(LOCAL, 0), upstream);
+        cfg.up = LinkConfig::wan(delay_ms);
+        cfg.down = LinkConfig::wan(delay_ms);
+        links.push(((a, b), Proxy::start(cfg).await.unwrap()));
+    }
     let mut started = Vec::new();
-    for &(id, region, lat, lon) in edges {
+    for (i, &(id, region, lat, lon)) in edges.iter().enumerate() {
         let mut cfg = arbor_edge::config::Config::dev_default();
         cfg.edge.id = id.parse().unwrap();
         cfg.edge.region = region.parse().unwrap();
@@ -98,7 +128,13 @@ async fn cluster(test: &str, edges: &[(&str, &str, f64, f64)]) -> Cluster {
         cfg.media.workers = 1;
         cfg.auth.keys = [(KEY.to_owned(), arbor_edge::config::Secret::new(SECRET))].into();
         cfg.backbone.enabled = true;
-        cfg.backbone.listen = SocketAddr::new(LOCAL, 0);
+        cfg.backbone.listen = SocketAddr::new(LOCAL, relay_ports[i]);
+        for ((a, b), proxy) in &links {
+            if *a == i {
+                let peer: EdgeId = edges[*b].0.parse().unwrap();
+                cfg.backbone.peer_addrs.insert(peer, proxy.listen_addr());
+            }
+        }
         cfg.backbone.origin = origin_relay;
         cfg.backbone.pki_dir = dir.path().join("pki");
         cfg.backbone.latitude = lat;
@@ -108,6 +144,7 @@ async fn cluster(test: &str, edges: &[(&str, &str, f64, f64)]) -> Cluster {
     let c = Cluster {
         origin,
         edges: started,
+        links,
         _dir: dir,
     };
     // Registered, and linked to each other (peer lists arrive with registrations).
@@ -276,4 +313,130 @@ async fn joins_for_a_meeting_placed_on_another_edge_are_redirected() {
     assert_eq!(v["type"], "redirect", "{v}");
     assert_eq!(v["url"], format!("http://{}", host.http_addr));
     assert_eq!(v["ws_url"], format!("ws://{}/v1/rtc", host.http_addr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_backbone_link_reroutes_through_the_third_edge() {
+    // Three regions, links through impairment proxies at one-way delays of 20, 40 and 75 ms.
+    let c = cluster_with(
+        "reroute",
+        &[
+            ("ea", "eu-west", 48.86, 2.35),
+            ("eb", "us-east", 39.04, -77.49),
+            ("ec", "ap-southeast", 1.35, 103.82),
+        ],
+        &[(0, 1, 20), (0, 2, 40), (1, 2, 75)],
+    )
+    .await;
+    let epoch = Epoch(Instant::now().into_std());
+    let mut pc = ClientConfig::new(epoch);
+    pc.source_id = 1;
+    let publisher = connect(&ws_url(&c.edges[0]), &token("cut", "alice"), pc)
+        .await
+        .unwrap();
+    let who = publisher.participant_id();
+    let mut viewers = Vec::new();
+    for (i, edge) in [1, 2].into_iter().enumerate() {
+        let mut sc = ClientConfig::subscriber(epoch, 1, 1);
+        sc.source_id = 2 + i as u32;
+        sc.seed = 2 + i as u64;
+        let v = connect(
+            &ws_url(&c.edges[edge]),
+            &token("cut", &format!("v{edge}")),
+            sc,
+        )
+        .await
+        .unwrap();
+        let is_cam = |m: &ServerMsg| {
+            matches!(m, ServerMsg::TrackPublished { track }
+                if track.participant_id == who && track.kind == Kind::Video)
+        };
+        let cam = match v
+            .joined()
+            .tracks
+            .iter()
+            .find(|t| t.participant_id == who && t.kind == Kind::Video)
+        {
+            Some(t) => t.clone(),
+            None => match v.wait_for_named("track_published", is_cam, T).await {
+                Ok(ServerMsg::TrackPublished { track }) => track,
+                other => panic!("no camera at edge {edge}: {other:?}"),
+            },
+        };
+        let slot = v.mids().video_slots[0];
+        v.subscribe(cam.id, slot, Some(320), Some(180))
+            .await
+            .unwrap();
+        viewers.push(v);
+    }
+    // Media flows to both, then the link eu-west – ap-southeast (which the tree uses: ec's
+    // shortest way to ea) is cut.
+    let rendered = |s: &arbor_loadgen::SlotStats| s.frames_rendered;
+    let deadline = Instant::now() + T;
+    for v in &viewers {
+        loop {
+            let s = v.stats().await.unwrap().slots[0].clone();
+            if rendered(&s) > 60 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no video before the cut: {s:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let tree = c
+        .origin
+        .store
+        .tree(&"cut".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let (ea, ec): (EdgeId, EdgeId) = ("ea".parse().unwrap(), "ec".parse().unwrap());
+    assert!(
+        tree.links.contains(&(ea.clone(), ec.clone())),
+        "{:?}",
+        tree.links
+    );
+    let cut_at = Instant::now();
+    let proxy = &c.links.iter().find(|(k, _)| *k == (0, 2)).unwrap().1;
+    let update = arbor_ops::impair::control::LinkUpdate {
+        partition: Some(true),
+        ..Default::default()
+    };
+    proxy.control().update(update).await.unwrap();
+
+    // Watch the far viewer's rendered frames: the longest stall is the media gap.
+    let far = &viewers[1];
+    let mut last = rendered(&far.stats().await.unwrap().slots[0]);
+    let mut last_change = cut_at;
+    let mut gap = Duration::ZERO;
+    while cut_at.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let f = rendered(&far.stats().await.unwrap().slots[0]);
+        if f != last {
+            gap = gap.max(last_change.elapsed());
+            last = f;
+            last_change = Instant::now();
+        }
+    }
+    assert!(
+        last_change.elapsed() < Duration::from_millis(300),
+        "media flows again"
+    );
+    eprintln!("media gap at the far viewer after the cut: {gap:?}");
+    // DESIGN.md §5: re-route within a second, no client reconnecting (same sessions).
+    assert!(gap < Duration::from_secs(1), "froze for {gap:?}");
+    let tree = c
+        .origin
+        .store
+        .tree(&"cut".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!tree.links.contains(&(ea, ec)), "{:?}", tree.links);
+    for v in viewers {
+        let s = v.stats().await.unwrap();
+        assert!(s.connected, "the viewer kept its session");
+        let _ = v.close().await;
+    }
+    let _ = publisher.close().await;
 }
