@@ -24,6 +24,7 @@
 
 pub mod cascade;
 pub mod dtls;
+pub mod hash;
 pub mod meeting;
 pub mod router;
 pub mod session;

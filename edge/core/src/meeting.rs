@@ -3,13 +3,14 @@
 //! A meeting lives on exactly one worker of an edge (its id hashes to the worker), so
 //! everything here is owned, single-threaded state: no locks on the media path.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use relay_proto::{MeetingId, ParticipantId, TrackId};
 use str0m::media::Mid;
 
+use crate::hash::DetMap;
 use crate::router::{Slot, Track};
 use crate::session::Session;
 use crate::signal::{ChatMessage, ParticipantInfo, Quality};
@@ -116,9 +117,9 @@ pub struct Meeting {
     pub id: MeetingId,
     /// In join order.
     pub participants: Vec<ParticipantId>,
-    pub tracks: HashMap<TrackId, Track>,
+    pub tracks: DetMap<TrackId, Track>,
     /// Audio levels for active-speaker ranking, by audio track.
-    pub levels: HashMap<TrackId, LevelMeter>,
+    pub levels: DetMap<TrackId, LevelMeter>,
     pub chat: VecDeque<ChatMessage>,
     pub next_chat_id: u64,
     /// The speaker order last announced.
@@ -132,8 +133,8 @@ impl Meeting {
         Meeting {
             id,
             participants: Vec::new(),
-            tracks: HashMap::new(),
-            levels: HashMap::new(),
+            tracks: DetMap::default(),
+            levels: DetMap::default(),
             chat: VecDeque::new(),
             next_chat_id: 1,
             speakers: Vec::new(),

@@ -391,3 +391,30 @@ fn presence_follows_participants_and_empty_edges_leave() {
     mesh.run(Duration::from_millis(300));
     assert_eq!(mesh.edges[1].worker.participant_count(), 0);
 }
+
+/// Found by the whole-mesh simulator's replay check (`ops/sim`, `a_seed_replays_exactly`):
+/// a new tree link got the edge's announcements in the order of a `HashMap` with a random
+/// seed per process, so two identical runs sent different control streams (and numbered
+/// flows differently). Edges must behave the same way every run.
+#[test]
+fn announcements_go_out_in_the_same_order_every_run() {
+    let order = || {
+        let mut mesh = Mesh::with_edges(2, Limits::default());
+        for i in 0..4 {
+            let mut talker = ClientConfig::new(mesh.epoch);
+            talker.video = None;
+            mesh.join_at(0, &format!("p{i}"), talker);
+        }
+        let viewer = mesh.join_at(1, "viewer", ClientConfig::subscriber(mesh.epoch, 0, 1));
+        mesh.run(Duration::from_millis(500));
+        mesh.tree(1, &[(0, 1)]);
+        mesh.run(Duration::from_millis(200));
+        let ids: Vec<TrackId> = mesh.tracks_seen(viewer).into_iter().map(|t| t.id).collect();
+        ids
+    };
+    let first = order();
+    assert_eq!(first.len(), 4, "{first:?}");
+    for _ in 0..4 {
+        assert_eq!(order(), first);
+    }
+}

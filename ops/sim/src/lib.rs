@@ -1,11 +1,35 @@
-//! Arbor's deterministic simulator. Being built: so far, the seeded link model.
+//! Arbor's deterministic whole-mesh simulator: the origin's coordinator, N edge workers and
+//! synthetic WebRTC clients, all sans-IO, wired by a seeded link model and run in virtual
+//! time, with oracles that judge every run.
 //!
-//! [`link::Link`] is one direction of one link: latency, jitter, random or bursty
-//! (Gilbert–Elliott) loss, a bottleneck rate with a finite buffer, duplication and partitions.
-//! It is sans-IO: the caller passes `now` and the packets, and drains deliveries, so the
-//! whole mesh can run in virtual time and a seed replays a run exactly. `arbor impair` (the
-//! userspace UDP impairment proxy, since this kernel has no `tc netem`) runs the same model
-//! on real sockets.
+//! ```text
+//! scenario (data) ──► world::run(&scenario, seed, start) ──► Outcome ──► oracle::check ──► []
+//!                       coordinator ⇄ edge workers ⇄ str0m clients          report::render
+//!                       over link::Link (delay, jitter, loss, rate, partitions)
+//! ```
+//!
+//! - [`link`]: one direction of one link, seeded (also used by `arbor impair`).
+//! - [`scenario`]: the meshes and meetings the issue asks for, as data.
+//! - [`world`]: the event loop. Every random choice comes from the seed, so a seed replays
+//!   exactly; the [`world::Trace`] hash over every delivery proves it.
+//! - [`oracle`]: tree shape, no duplicates or loops, every track delivered, latency within
+//!   the tree path, media back within a second after a partition.
+//! - [`report`]: the numbers a run measured, as text.
+//!
+//! ```no_run
+//! # #[allow(clippy::disallowed_methods)]
+//! # fn main() -> Result<(), arbor_sim::world::SimError> {
+//! use std::time::Instant;
+//! let scenario = arbor_sim::scenario::partition();
+//! let outcome = arbor_sim::world::run(&scenario, 7, Instant::now())?; // virtual time from here
+//! for failure in arbor_sim::oracle::check(&outcome) {
+//!     eprintln!("seed 7: {failure}");
+//! }
+//! println!("{}", arbor_sim::report::render(&outcome));
+//! # Ok(()) }
+//! ```
+//!
+//! [`link::Link`] on its own:
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -25,3 +49,11 @@
 //! ```
 
 pub mod link;
+pub mod oracle;
+pub mod outcome;
+pub mod report;
+pub mod scenario;
+pub mod world;
+
+pub use outcome::Outcome;
+pub use scenario::Scenario;

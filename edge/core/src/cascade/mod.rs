@@ -37,12 +37,13 @@
 pub mod desc;
 pub mod rtx;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use relay_proto::{EdgeId, FlowId, LayerSet, ParticipantId, TreeEpoch};
 use serde::{Deserialize, Serialize};
 
+use crate::hash::DetMap;
 use crate::signal::{ChatMessage, LeaveReason, ParticipantInfo};
 use rtx::{Gaps, RetransmitBuffer};
 
@@ -145,7 +146,7 @@ pub struct Links {
     /// Our neighbours in the meeting's tree.
     pub neighbours: Vec<EdgeId>,
     /// Participants on other edges.
-    pub remote: HashMap<ParticipantId, RemoteParticipant>,
+    pub remote: DetMap<ParticipantId, RemoteParticipant>,
     /// Events already seen, by (origin edge, sequence).
     seen: HashSet<(EdgeId, u64)>,
     seen_order: VecDeque<(EdgeId, u64)>,

@@ -44,6 +44,7 @@ use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::{Event, Input};
 
 use crate::cascade::RelayEvent;
+use crate::hash::DetMap;
 use crate::meeting::{Meeting, Participant};
 use crate::session::{Session, SessionConfig, Step};
 use crate::signal::{IceServer, LeaveReason, ServerMsg};
@@ -142,8 +143,8 @@ pub struct Worker {
     cfg: WorkerConfig,
     start: Instant,
     rng: StdRng,
-    participants: HashMap<ParticipantId, Participant>,
-    meetings: HashMap<MeetingId, Meeting>,
+    participants: DetMap<ParticipantId, Participant>,
+    meetings: DetMap<MeetingId, Meeting>,
     by_ufrag: HashMap<String, ParticipantId>,
     /// (transport, remote address) → participant. Keyed by transport too: a UDP and a TCP
     /// peer may share an address and port behind a port-preserving NAT.
@@ -174,8 +175,8 @@ impl Worker {
             rng: StdRng::seed_from_u64(cfg.rng_seed),
             cfg,
             start: now,
-            participants: HashMap::new(),
-            meetings: HashMap::new(),
+            participants: DetMap::default(),
+            meetings: DetMap::default(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             timers: BTreeSet::new(),
