@@ -408,6 +408,18 @@ impl Worker {
             self.announce_to(now, meeting, tid, &d);
         }
         self.refresh_demand(meeting, tid);
+        // Packets were lost across the switch: every video layer in use needs a keyframe.
+        // Asking now saves the round trip of waiting for subscribers to notice and ask.
+        let layers: Vec<usize> = self
+            .meetings
+            .get(meeting)
+            .and_then(|m| m.tracks.get(&tid))
+            .filter(|t| t.kind == Kind::Video)
+            .map(|t| t.demand.iter().map(usize::from).collect())
+            .unwrap_or_default();
+        for l in layers {
+            self.request_keyframe(now, meeting, tid, l);
+        }
     }
 
     fn on_route_lost(&mut self, now: Instant, from: &EdgeId, meeting: &MeetingId, flow: FlowId) {

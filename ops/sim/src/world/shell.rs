@@ -1,11 +1,12 @@
 //! What the tokio shells do around the sans-IO cores (`edge/src/backbone.rs`), modelled in
 //! virtual time, and the scenario's impairments of the backbone.
 //!
-//! - Every [`TICK`] (200 ms, the relay sessions' ping interval) an edge's shell takes an RTT
-//!   sample from each peer whose link answered (the link's base RTT), and reports a peer
-//!   unreachable to the origin as soon as it has been silent for [`SUSPECT_AFTER`] (600 ms).
-//! - Every fifth tick (1 s) it sends the origin a heartbeat with its load and an RTT report
-//!   for every peer (`u32::MAX` for silent ones).
+//! - Every [`PING_TICKS`] ticks (150 ms, the relay sessions' ping interval) an edge's shell
+//!   takes an RTT sample from each peer whose link answered (the link's base RTT); every
+//!   [`TICK`] (50 ms) it reports peers silent for [`SUSPECT_AFTER`] (500 ms) unreachable to
+//!   the origin — the constants of `edge/src/backbone.rs`.
+//! - Every [`HEARTBEAT_TICKS`] ticks (1 s) it sends the origin a heartbeat with its load and an
+//!   RTT report for every peer (`u32::MAX` for silent ones).
 //! - A relay session whose path stays cut for [`IDLE_TIMEOUT`] (3 s) closes: both workers get
 //!   `handle_link_down` and what was queued on its stream is lost. After the heal the dialling
 //!   edge reconnects after its backoff (up to [`BACKOFF_MAX`], seeded) and a handshake (one
@@ -24,12 +25,14 @@ use super::queue::{Event, Target};
 use crate::outcome::PartitionRecord;
 use crate::scenario::Impairment;
 
-/// The shells' probe and suspicion period.
-pub const TICK: Duration = Duration::from_millis(200);
+/// The shells' suspicion check period (`SUSPECT_CHECK`).
+pub const TICK: Duration = Duration::from_millis(50);
+/// Ticks between RTT samples: the sessions' 150 ms ping (`PING_INTERVAL`).
+pub const PING_TICKS: u64 = 3;
 /// Silence after which a peer is reported unreachable.
-pub const SUSPECT_AFTER: Duration = Duration::from_millis(600);
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(500);
 /// Ticks between heartbeats (and full RTT reports): 1 s.
-pub const HEARTBEAT_TICKS: u64 = 5;
+pub const HEARTBEAT_TICKS: u64 = 20;
 /// A relay session with nothing received for this long closes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest wait of a dialling edge between two attempts.
@@ -84,17 +87,21 @@ impl World {
             .collect();
         let shell = &mut self.edges[i].shell;
         shell.ticks += 1;
+        let ping = shell.ticks.is_multiple_of(PING_TICKS);
         let mut fresh_suspects = Vec::new();
         for (peer, ok) in answered {
             let Some(probe) = shell.probes.get_mut(&peer) else {
                 continue;
             };
-            if ok {
+            if ok && ping {
                 *probe = Probe {
                     last_sample: now,
                     suspect: false,
                 };
-            } else if now.duration_since(probe.last_sample) >= SUSPECT_AFTER && !probe.suspect {
+            } else if !ok
+                && now.duration_since(probe.last_sample) >= SUSPECT_AFTER
+                && !probe.suspect
+            {
                 probe.suspect = true;
                 fresh_suspects.push(peer);
             }
