@@ -50,7 +50,7 @@ pub use backbone::MAX_CHANNEL_QUEUE;
 pub use ledger::{MAX_LEDGER_PACKETS, MAX_VIOLATIONS};
 pub use participant::{GAP_RECORD, MAX_GAPS};
 pub use queue::MAX_PENDING_EVENTS;
-pub use shell::{BACKOFF_MAX, HEARTBEAT_TICKS, IDLE_TIMEOUT, SUSPECT_AFTER, TICK};
+pub use shell::{BACKOFF_MAX, HEARTBEAT_TICKS, IDLE_TIMEOUT, PING_TICKS, SUSPECT_AFTER, TICK};
 pub use trace::{Channel as TraceChannel, NodeId, Trace};
 
 /// The meeting every scenario runs.
