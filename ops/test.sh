@@ -11,7 +11,8 @@
 #      seeds, loopback and QUIC integration) with nextest, against a throwaway PostgreSQL
 #      server for the origin's store (ops/pg-test.sh)
 #   4. the fuzz targets build, and each runs briefly
-#   5. the browser suite: Chromium participants and ffmpeg WHIP against a real edge
+#   5. the browser suite: Chromium participants and ffmpeg WHIP against a real edge, then
+#      across an `arbor up` cluster (two regions in one meeting; WHIP on one edge, WHEP on two)
 #
 # ARBOR_FUZZ_SECONDS (default 10) sets how long each fuzz target runs.
 set -euo pipefail
@@ -70,7 +71,9 @@ fuzz_target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")/fuzz"
 )
 
 step "browser end-to-end"
-cargo build --locked --bin arbor-edge
+cargo build --locked --bin arbor-edge --bin arbor-origin --bin arbor
 edge/tests/browser/run.sh "${CARGO_TARGET_DIR:-target}/debug/arbor-edge"
+# The cascade: Chromium and ffmpeg across an `arbor up` cluster (origin + 3 edges).
+edge/tests/browser/run.sh --cluster "${CARGO_TARGET_DIR:-target}/debug/arbor"
 
 step "all passed"

@@ -75,12 +75,23 @@ pub enum Role {
 /// `arbor up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The edge's HTTP address; its media binds the same IP.
-    #[arg(long, default_value = "127.0.1.1:7880")]
-    pub http: SocketAddr,
+    /// How many edges to start; they take the regions eu-west, us-east, ap-southeast in turn.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::up::plan::MAX_EDGES)))]
+    pub edges: u8,
+    /// The loopback network `127.<n>` to bind: the origin and the link proxies on
+    /// 127.<n>.0.1, edge i on 127.<n>.<i>.1. Another network runs a second cluster beside
+    /// the first.
+    #[arg(long, default_value = "127.0")]
+    pub ip_base: crate::up::plan::IpBase,
+    /// Link the edges directly instead of through impairment proxies.
+    #[arg(long)]
+    pub no_impair: bool,
     /// The `arbor-edge` binary [default: next to this `arbor` binary].
     #[arg(long, env = "ARBOR_UP_EDGE_BIN")]
     pub edge_bin: Option<PathBuf>,
+    /// The `arbor-origin` binary [default: next to this `arbor` binary].
+    #[arg(long, env = "ARBOR_UP_ORIGIN_BIN")]
+    pub origin_bin: Option<PathBuf>,
 }
 
 /// `arbor impair`: without a subcommand, runs the proxy until Ctrl-C.
@@ -253,10 +264,10 @@ mod tests {
         ]);
         assert!(e.is_err(), "--api-key needs --api-secret");
 
-        let cli = Cli::try_parse_from(["arbor", "up", "--http", "127.0.2.1:9000"]).unwrap();
+        let cli = Cli::try_parse_from(["arbor", "up", "--ip-base", "127.2"]).unwrap();
         let Command::Up(up) = cli.command else {
             panic!("not up")
         };
-        assert_eq!(up.http, "127.0.2.1:9000".parse().unwrap());
+        assert_eq!(up.ip_base, crate::up::plan::IpBase(2));
     }
 }

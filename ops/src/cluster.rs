@@ -1,16 +1,23 @@
 //! `cluster.json`: what `arbor up` started and how to reach it (DESIGN.md §4).
 //!
 //! ```json
-//! { "origin": null, "api_key": "APIx…", "api_secret": "…", "dns": null,
-//!   "edges": [ { "id": "local-1", "region": "local", "pid": 4242,
+//! { "origin": { "api_url": "http://127.0.0.1:7780/v1", "http_url": "http://127.0.0.1:7780",
+//!               "pid": 4241, "relay_addr": "127.0.0.1:7790" },
+//!   "api_key": "APIx…", "api_secret": "…", "dns": null,
+//!   "edges": [ { "id": "eu-1", "region": "eu-west", "pid": 4242,
 //!                "http_url": "http://127.0.1.1:7880",
 //!                "whip_url": "http://127.0.1.1:7880/v1/whip",
 //!                "whep_url": "http://127.0.1.1:7880/v1/whep",
-//!                "ws_url": "ws://127.0.1.1:7880/v1/rtc" } ] }
+//!                "ws_url": "ws://127.0.1.1:7880/v1/rtc",
+//!                "relay_addr": "127.0.1.1:7890", "lat": 48.86, "lon": 2.35 }, … ],
+//!   "links": [ { "a": "ap-1", "b": "eu-1", "one_way_ms": 40.0,
+//!                "proxy": "127.0.0.1:7800", "control": "127.0.0.1:9100" }, … ] }
 //! ```
 //!
 //! The WHIP/WHEP URLs are bases: append `/<meeting>`. Readers must ignore fields they do not
-//! know, so the file can grow (the origin and DNS fields are `null` until those exist).
+//! know, so the file can grow (the DNS field is `null` until there is one). Fields added after
+//! the first version (an edge's `relay_addr`, `lat` and `lon`; `links`) have defaults, so
+//! older files still read.
 
 use std::fmt;
 use std::io::Write as _;
@@ -32,25 +39,32 @@ pub const WHEP_PATH: &str = "/v1/whep";
 pub const WS_PATH: &str = "/v1/rtc";
 
 /// A running local cluster.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
-    /// The origin coordinator, once there is one.
+    /// The origin coordinator, if the cluster has one.
     pub origin: Option<Origin>,
-    /// The API key every edge of the cluster accepts.
+    /// The API key the origin and every edge of the cluster accept.
     pub api_key: String,
     /// Its secret.
     pub api_secret: String,
     /// The steering DNS server, once there is one.
     pub dns: Option<Dns>,
     pub edges: Vec<Edge>,
+    /// The backbone links between edges, one per pair.
+    #[serde(default)]
+    pub links: Vec<Link>,
 }
 
 /// The origin coordinator of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
-    /// Base URL of the `/v1` REST API.
+    /// Base URL of the REST API, `/v1` included: `GET <api_url>/edges`.
     pub api_url: String,
+    /// Base URL of the process: `/readyz`, `/metrics`.
+    pub http_url: String,
     pub pid: u32,
+    /// The control plane's QUIC endpoint, which edges dial.
+    pub relay_addr: SocketAddr,
 }
 
 /// The steering DNS server of a cluster.
@@ -60,7 +74,7 @@ pub struct Dns {
 }
 
 /// One edge process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edge {
     pub id: EdgeId,
     pub region: RegionId,
@@ -73,10 +87,36 @@ pub struct Edge {
     pub whep_url: String,
     /// The signaling WebSocket.
     pub ws_url: String,
+    /// The backbone's QUIC endpoint, if the edge has one.
+    #[serde(default)]
+    pub relay_addr: Option<SocketAddr>,
+    /// Where the edge is, in degrees (placement and steering use it).
+    #[serde(default)]
+    pub lat: f64,
+    #[serde(default)]
+    pub lon: f64,
+}
+
+/// One backbone link: edge `a` (the lower id) dials edge `b`, through an `arbor impair` proxy
+/// unless the cluster was started with `--no-impair`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// The edge that dials.
+    pub a: EdgeId,
+    /// The edge that accepts.
+    pub b: EdgeId,
+    /// The delay the proxy adds in each direction (0 without a proxy).
+    pub one_way_ms: f64,
+    /// The proxy's UDP address, which `a` dials instead of `b`'s relay address.
+    pub proxy: Option<SocketAddr>,
+    /// The proxy's control API: `arbor impair set --control <control> --partition` cuts the
+    /// link, `--heal` restores it.
+    pub control: Option<SocketAddr>,
 }
 
 impl Edge {
-    /// An entry whose endpoint URLs derive from `http_url` (`http://host:port`, no slash).
+    /// An entry whose endpoint URLs derive from `http_url` (`http://host:port`, no slash),
+    /// without a relay address or location (set those fields after).
     pub fn new(id: EdgeId, region: RegionId, pid: u32, http_url: &str) -> Self {
         let http_url = http_url.trim_end_matches('/').to_owned();
         let ws_base = match http_url.strip_prefix("https://") {
@@ -91,6 +131,9 @@ impl Edge {
             whep_url: format!("{http_url}{WHEP_PATH}"),
             ws_url: format!("{ws_base}{WS_PATH}"),
             http_url,
+            relay_addr: None,
+            lat: 0.0,
+            lon: 0.0,
         }
     }
 }
@@ -103,6 +146,7 @@ impl fmt::Debug for Cluster {
             .field("api_secret", &"<redacted>")
             .field("dns", &self.dns)
             .field("edges", &self.edges)
+            .field("links", &self.links)
             .finish()
     }
 }
@@ -111,6 +155,11 @@ impl Cluster {
     /// `cluster.json` inside `data_dir`.
     pub fn path_in(data_dir: &Path) -> PathBuf {
         data_dir.join(FILE_NAME)
+    }
+
+    /// The edge with this id.
+    pub fn edge(&self, id: &EdgeId) -> Option<&Edge> {
+        self.edges.iter().find(|e| e.id == *id)
     }
 
     /// Reads and parses a cluster file.
@@ -159,17 +208,41 @@ mod tests {
     use crate::test_util::tempdir;
 
     fn sample() -> Cluster {
+        let eu = Edge {
+            relay_addr: Some("127.0.1.1:7890".parse().unwrap()),
+            lat: 48.86,
+            lon: 2.35,
+            ..Edge::new(
+                EdgeId::new("eu-1").unwrap(),
+                RegionId::new("eu-west").unwrap(),
+                4242,
+                "http://127.0.1.1:7880",
+            )
+        };
+        let us = Edge::new(
+            EdgeId::new("us-1").unwrap(),
+            RegionId::new("us-east").unwrap(),
+            4243,
+            "http://127.0.2.1:7880",
+        );
         Cluster {
-            origin: None,
+            origin: Some(Origin {
+                api_url: "http://127.0.0.1:7780/v1".into(),
+                http_url: "http://127.0.0.1:7780".into(),
+                pid: 4241,
+                relay_addr: "127.0.0.1:7790".parse().unwrap(),
+            }),
             api_key: "APIabc".into(),
             api_secret: "s".repeat(43),
             dns: None,
-            edges: vec![Edge::new(
-                EdgeId::new("local-1").unwrap(),
-                RegionId::new("local").unwrap(),
-                4242,
-                "http://127.0.1.1:7880",
-            )],
+            links: vec![Link {
+                a: eu.id.clone(),
+                b: us.id.clone(),
+                one_way_ms: 20.0,
+                proxy: Some("127.0.0.1:7800".parse().unwrap()),
+                control: Some("127.0.0.1:9100".parse().unwrap()),
+            }],
+            edges: vec![eu, us],
         }
     }
 
@@ -189,16 +262,34 @@ mod tests {
     fn json_layout_and_round_trip() {
         let cluster = sample();
         let json: serde_json::Value = serde_json::to_value(&cluster).unwrap();
-        assert_eq!(json["origin"], serde_json::Value::Null);
+        assert_eq!(json["origin"]["api_url"], "http://127.0.0.1:7780/v1");
+        assert_eq!(json["origin"]["relay_addr"], "127.0.0.1:7790");
+        assert_eq!(json["origin"]["pid"], 4241);
         assert_eq!(json["dns"], serde_json::Value::Null);
         assert_eq!(json["api_key"], "APIabc");
         let edge = &json["edges"][0];
         for key in [
-            "id", "region", "pid", "http_url", "whip_url", "whep_url", "ws_url",
+            "id",
+            "region",
+            "pid",
+            "http_url",
+            "whip_url",
+            "whep_url",
+            "ws_url",
+            "relay_addr",
+            "lat",
+            "lon",
         ] {
             assert!(!edge[key].is_null(), "{key}");
         }
         assert_eq!(edge["pid"], 4242);
+        assert_eq!(edge["lat"], 48.86);
+        let link = &json["links"][0];
+        assert_eq!(link["a"], "eu-1");
+        assert_eq!(link["b"], "us-1");
+        assert_eq!(link["one_way_ms"], 20.0);
+        assert_eq!(link["control"], "127.0.0.1:9100");
+        assert_eq!(cluster.edge(&cluster.links[0].b), Some(&cluster.edges[1]));
 
         let dir = tempdir();
         let path = Cluster::path_in(&dir);
@@ -217,6 +308,18 @@ mod tests {
         let parsed: Cluster = serde_json::from_value(newer).unwrap();
         assert_eq!(parsed, cluster);
         assert!(!format!("{cluster:?}").contains(&cluster.api_secret));
+
+        // A file from before the cascade (no links, no relay address or location) still reads.
+        let mut older = json;
+        older["origin"] = serde_json::Value::Null;
+        older.as_object_mut().unwrap().remove("links");
+        for key in ["relay_addr", "lat", "lon"] {
+            older["edges"][0].as_object_mut().unwrap().remove(key);
+        }
+        let parsed: Cluster = serde_json::from_value(older).unwrap();
+        assert!(parsed.links.is_empty() && parsed.origin.is_none());
+        assert_eq!(parsed.edges[0].relay_addr, None);
+        assert_eq!(parsed.edges[0].lat, 0.0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -85,6 +85,7 @@ mod tests {
                 1,
                 "http://127.0.1.1:7880",
             )],
+            links: Vec::new(),
         };
         cluster.write(&Cluster::path_in(dir)).unwrap();
         cluster

@@ -1,68 +1,70 @@
-//! `arbor up`: a local cluster on this machine, until Ctrl-C.
+//! `arbor up`: a local cascaded cluster on this machine, until Ctrl-C.
 //!
-//! Steps: generate a fresh API key and secret; write the edge's config (development defaults,
-//! `ARBOR_*` overrides from the environment, dev tokens on) to `<data-dir>/edge-<id>.toml`;
-//! start `arbor-edge --config` on it, logging to `<data-dir>/edge-<id>.log`; wait for
-//! `/readyz`; write `<data-dir>/cluster.json`; print where to go; wait. Ctrl-C (or SIGTERM)
-//! stops the edge and exits 0; if the edge dies, `arbor up` exits non-zero with its status.
+//! An origin and (by default) three edges in three regions, each a separate process on its
+//! own loopback address ([`plan`]), the edges linked to each other over the QUIC backbone
+//! through in-process `arbor impair` proxies that add each pair's one-way delay.
+//!
+//! Steps: generate an API key and secret and a dev CA with a certificate per node
+//! (`<data>/pki`); write `origin.toml` and `edge-<id>.toml` (development defaults,
+//! `ARBOR_*` / `ARBOR_ORIGIN_*` overrides from the environment, this cluster's addresses);
+//! start the link proxies; start `arbor-origin` and wait for its `/readyz`; start every
+//! `arbor-edge` and wait for theirs, then until the origin lists each edge alive; write
+//! `cluster.json`; print where to go; supervise. Ctrl-C or SIGTERM stops every process and
+//! exits 0; if one process dies, `arbor up` says which (with the end of its log), stops the
+//! others and exits non-zero. Logs are `<data>/origin.log` and `<data>/edge-<id>.log`.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+pub mod plan;
+pub mod process;
+
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, ExitStatus, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use arbor_edge::config::{self, Config, Secret};
+use arbor_edge::config as edge_config;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRngCore as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::process::{Child, Command};
+use relay_proto::{EdgeId, Role};
+use relay_quic::{Ca, PkiDir};
+use serde::Deserialize;
 
 use crate::cli::UpArgs;
-use crate::cluster::{self, Cluster, Edge};
+use crate::cluster::{self, Cluster, Edge, Link, Origin};
+use crate::impair::Proxy;
+use plan::Plan;
+use process::{Proc, Shutdown};
+
+pub use process::http_status;
 
 /// The edge binary's name.
 pub const EDGE_BIN: &str = "arbor-edge";
 
-/// How long an edge may take to answer `/readyz` with 200.
+/// The origin binary's name.
+pub const ORIGIN_BIN: &str = "arbor-origin";
+
+/// How long each step of the start may take: the origin answering `/readyz`, an edge
+/// answering its own, all edges registered with the origin.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a stopping edge gets to exit by itself before it is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Lines of an edge's log shown when it fails.
-const LOG_TAIL_LINES: usize = 20;
+/// The binaries `arbor up` runs.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    pub origin: PathBuf,
+    pub edge: PathBuf,
+}
 
 /// Runs `arbor up` to completion.
 pub fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let edge_bin = find_edge_bin(args.edge_bin.as_deref())?;
+    let bins = Bins {
+        origin: process::find_bin(ORIGIN_BIN, args.origin_bin.as_deref(), "--origin-bin")?,
+        edge: process::find_bin(EDGE_BIN, args.edge_bin.as_deref(), "--edge-bin")?,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(up(args, data_dir, &edge_bin))
-}
-
-/// `explicit` if given, else `arbor-edge` next to the running executable.
-pub fn find_edge_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = explicit {
-        if !path.is_file() {
-            bail!("--edge-bin {} is not a file", path.display());
-        }
-        return Ok(path.to_owned());
-    }
-    let exe = std::env::current_exe().context("cannot find the running executable's path")?;
-    let bin = exe.with_file_name(format!("{EDGE_BIN}{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        bail!(
-            "{EDGE_BIN} not found at {}; build it with `cargo build --bin {EDGE_BIN}` (with the \
-             same profile as arbor), or pass --edge-bin",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    runtime.block_on(up(args, data_dir, &bins))
 }
 
 /// A fresh API key (`API` + 12 hex digits) and secret (32 random bytes, base64url: 43
@@ -77,305 +79,408 @@ pub fn generate_credentials() -> anyhow::Result<(String, String)> {
     Ok((format!("API{key}"), URL_SAFE_NO_PAD.encode(secret)))
 }
 
-/// The edge's configuration: [`Config::dev_default`] with `env`'s `ARBOR_*` overrides, then
-/// `http` for HTTP and media, dev tokens on, and `api_key` as the only key. Validated.
-pub fn edge_config(
-    http: SocketAddr,
-    api_key: &str,
-    api_secret: &str,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> anyhow::Result<Config> {
-    let mut cfg = config::load(None, env).context("bad ARBOR_* environment variable")?;
-    cfg.http.listen = http;
-    cfg.http.public_url = None;
-    cfg.media.bind = http.ip();
-    cfg.media.public_ip = None;
-    cfg.auth.dev_tokens = true;
-    cfg.auth.keys = BTreeMap::from([(api_key.to_owned(), Secret::new(api_secret))]);
-    cfg.validate()
-        .context("the edge configuration for `arbor up` is not valid")?;
-    Ok(cfg)
+/// Everything the start needs, prepared on disk.
+struct Prepared {
+    plan: Plan,
+    /// Absolute; the user's spelling stays in messages.
+    dir: PathBuf,
+    api_key: String,
+    api_secret: String,
 }
 
-async fn up(args: &UpArgs, data_dir: &Path, edge_bin: &Path) -> anyhow::Result<ExitCode> {
-    if tokio::time::timeout(
-        Duration::from_millis(300),
-        tokio::net::TcpStream::connect(args.http),
+async fn up(args: &UpArgs, data_dir: &Path, bins: &Bins) -> anyhow::Result<ExitCode> {
+    let mut shutdown = Shutdown::listen()?;
+    let plan = Plan::new(args.edges, args.ip_base, !args.no_impair);
+    refuse_if_taken(&plan).await?;
+    let prepared = prepare(plan, data_dir)?;
+    let proxies = start_proxies(&prepared.plan).await?;
+    let mut procs = Vec::new();
+    let result = run_cluster(
+        &prepared,
+        bins,
+        data_dir,
+        &proxies,
+        &mut procs,
+        &mut shutdown,
     )
-    .await
-    .is_ok_and(|r| r.is_ok())
-    {
-        bail!(
-            "{} is already in use (another `arbor up`?); stop it, or pick another address with \
-             --http 127.0.2.1:7880",
-            args.http
-        );
+    .await;
+    process::stop_all(&mut procs).await;
+    drop(proxies);
+    result
+}
+
+/// Fails if something already answers on one of the cluster's HTTP addresses.
+async fn refuse_if_taken(plan: &Plan) -> anyhow::Result<()> {
+    let addrs = std::iter::once(plan.origin.http).chain(plan.edges.iter().map(|e| e.http));
+    for addr in addrs {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), connect).await {
+            bail!(
+                "{addr} is already in use (another `arbor up`?); stop it, or start this cluster \
+                 on another loopback network with --ip-base 127.1"
+            );
+        }
     }
+    Ok(())
+}
+
+/// Creates the data directory, the credentials, the PKI and every config file; removes the
+/// previous cluster's origin database (each `arbor up` is a fresh cluster).
+fn prepare(plan: Plan, data_dir: &Path) -> anyhow::Result<Prepared> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let dir = std::fs::canonicalize(data_dir)
+        .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
     let (api_key, api_secret) = generate_credentials()?;
-    let cfg = edge_config(args.http, &api_key, &api_secret, config::process_env())?;
-    let id = cfg.edge.id.clone();
-    let config_path = data_dir.join(format!("edge-{id}.toml"));
-    let log_path = data_dir.join(format!("edge-{id}.log"));
-    cluster::write_private(&config_path, cfg.to_toml().as_bytes())?;
+    let creds = (api_key.as_str(), api_secret.as_str());
+    let pki_dir = dir.join("pki");
+    write_pki(&pki_dir, &plan)?;
 
-    let mut child = spawn_edge(edge_bin, &config_path, &log_path)?;
+    let store = dir.join("origin.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = store.clone().into_os_string();
+        name.push(suffix);
+        match std::fs::remove_file(&name) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {name:?}"));
+            }
+            _ => {}
+        }
+    }
+    let origin_env: Vec<_> = arbor_origin::config::process_env().collect();
+    let origin = plan.origin_config(creds, &pki_dir, &store, &origin_env)?;
+    cluster::write_private(&dir.join("origin.toml"), origin.to_toml().as_bytes())?;
+    let edge_env: Vec<_> = edge_config::process_env().collect();
+    for edge in &plan.edges {
+        let cfg = plan.edge_config(edge, creds, &pki_dir, &edge_env)?;
+        let path = dir.join(format!("edge-{}.toml", edge.id));
+        cluster::write_private(&path, cfg.to_toml().as_bytes())?;
+    }
+    Ok(Prepared {
+        plan,
+        dir,
+        api_key,
+        api_secret,
+    })
+}
+
+/// A fresh dev CA and a certificate for the origin and each edge, in `dir` (replaced whole).
+fn write_pki(dir: &Path, plan: &Plan) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", dir.display()));
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let pki = PkiDir::new(dir);
+    let ca = Ca::generate("arbor up dev CA").context("cannot generate the dev CA")?;
+    ca.to_pem_files(&pki.ca_cert(), &pki.ca_key())
+        .context("cannot write the dev CA")?;
+    let roles =
+        std::iter::once(Role::Origin).chain(plan.edges.iter().map(|e| Role::Edge(e.id.clone())));
+    for role in roles {
+        let cert = ca
+            .issue(&role)
+            .with_context(|| format!("cannot issue a certificate for {role:?}"))?;
+        cert.to_pem_files(&pki.node_cert(&role), &pki.node_key(&role))
+            .with_context(|| format!("cannot write the certificate of {role:?}"))?;
+    }
+    Ok(())
+}
+
+/// One in-process impairment proxy per impaired link, in the plan's link order.
+async fn start_proxies(plan: &Plan) -> anyhow::Result<Vec<Proxy>> {
+    let mut proxies = Vec::new();
+    for (seed, link) in (0u64..).zip(&plan.links) {
+        let Some(cfg) = link.proxy_config(seed) else {
+            continue;
+        };
+        let proxy = Proxy::start(cfg)
+            .await
+            .with_context(|| format!("cannot start the proxy of link {} → {}", link.a, link.b))?;
+        proxies.push(proxy);
+    }
+    Ok(proxies)
+}
+
+/// Starts the processes, writes `cluster.json`, prints the banner and supervises until a
+/// signal (exit 0) or a death (non-zero). `procs` collects what was started, for the caller
+/// to stop.
+async fn run_cluster(
+    p: &Prepared,
+    bins: &Bins,
+    data_dir: &Path,
+    proxies: &[Proxy],
+    procs: &mut Vec<Proc>,
+    shutdown: &mut Shutdown,
+) -> anyhow::Result<ExitCode> {
     tokio::select! {
-        ready = wait_ready(&mut child, args.http, &log_path) => ready?,
-        signal = shutdown_signal() => {
-            signal?;
-            stop(&mut child).await;
+        started = start_processes(p, bins, procs) => started?,
+        () = shutdown.recv() => {
+            eprintln!("Stopping the cluster…");
             return Ok(ExitCode::SUCCESS);
         }
     }
+    let cluster = describe(p, procs, proxies);
+    cluster.write(&Cluster::path_in(&p.dir))?;
+    println!("{}", banner(&cluster, data_dir));
 
-    let pid = child.id().unwrap_or_default();
-    let edge = Edge::new(
-        id.clone(),
-        cfg.edge.region.clone(),
-        pid,
-        &cfg.http.public_url(),
-    );
-    let cluster = Cluster {
-        origin: None,
-        api_key,
-        api_secret,
-        dns: None,
-        edges: vec![edge],
-    };
-    let cluster_path = Cluster::path_in(data_dir);
-    cluster.write(&cluster_path)?;
-    println!("{}", banner(&cluster, data_dir, &log_path));
-
-    tokio::select! {
-        status = child.wait() => {
-            let status = status.context("cannot wait for arbor-edge")?;
-            eprintln!("arbor-edge {id} stopped ({status}).{}", log_tail(&log_path));
-            Ok(exit_code(status))
+    let died = {
+        let waits = procs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, proc)| Box::pin(async move { (i, proc.wait().await) }));
+        tokio::select! {
+            ((i, status), _, _) = futures_util::future::select_all(waits) => Some((i, status)),
+            () = shutdown.recv() => None,
         }
-        signal = shutdown_signal() => {
-            signal?;
+    };
+    match died {
+        Some((i, status)) => {
+            let proc = &procs[i];
+            let status = status.with_context(|| format!("cannot wait for {}", proc.name))?;
+            eprintln!(
+                "{}\nStopping the rest of the cluster.",
+                proc.death_notice(status)
+            );
+            Ok(process::exit_code(status))
+        }
+        None => {
             eprintln!("Stopping the cluster…");
-            stop(&mut child).await;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn spawn_edge(edge_bin: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(log_path)
-        .with_context(|| format!("cannot create the edge log {}", log_path.display()))?;
-    let log_err = log
-        .try_clone()
-        .with_context(|| format!("cannot reopen the edge log {}", log_path.display()))?;
-    let mut command = Command::new(edge_bin);
-    command
-        .arg("--config")
-        .arg(config_path)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .kill_on_drop(true);
-    // The environment's overrides are already in the config file; the edge must not apply
-    // them a second time on top of the address chosen here.
-    for (var, _) in std::env::vars_os() {
-        if var.to_str().is_some_and(is_config_var) {
-            command.env_remove(var);
-        }
+/// The origin, then the edges, each waited for; then until the origin lists every edge alive.
+async fn start_processes(p: &Prepared, bins: &Bins, procs: &mut Vec<Proc>) -> anyhow::Result<()> {
+    let origin_http = p.plan.origin.http;
+    procs.push(Proc::spawn(
+        "origin".to_owned(),
+        &bins.origin,
+        &p.dir.join("origin.toml"),
+        p.dir.join("origin.log"),
+        |var| var.starts_with(arbor_origin::config::ENV_PREFIX),
+    )?);
+    let what = format!("the origin did not answer http://{origin_http}/readyz with 200");
+    process::wait_until(procs, READY_TIMEOUT, &what, || async move {
+        matches!(http_status(origin_http, "/readyz").await, Ok(200))
+    })
+    .await?;
+
+    for edge in &p.plan.edges {
+        procs.push(Proc::spawn(
+            format!("edge {}", edge.id),
+            &bins.edge,
+            &p.dir.join(format!("edge-{}.toml", edge.id)),
+            p.dir.join(format!("edge-{}.log", edge.id)),
+            is_edge_config_var,
+        )?);
     }
-    command
-        .spawn()
-        .with_context(|| format!("cannot start {}", edge_bin.display()))
+    for edge in &p.plan.edges {
+        let http = edge.http;
+        let what = format!(
+            "edge {} did not answer http://{http}/readyz with 200",
+            edge.id
+        );
+        process::wait_until(procs, READY_TIMEOUT, &what, || async move {
+            matches!(http_status(http, "/readyz").await, Ok(200))
+        })
+        .await?;
+    }
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .context("cannot build an HTTP client")?;
+    let ids: Vec<EdgeId> = p.plan.edges.iter().map(|e| e.id.clone()).collect();
+    let url = format!("http://{origin_http}/v1/edges");
+    let what = "the edges did not all register with the origin (see their logs)";
+    process::wait_until(procs, READY_TIMEOUT, what, || {
+        all_alive(&client, &url, (&p.api_key, &p.api_secret), &ids)
+    })
+    .await
+}
+
+/// Whether `GET /v1/edges` lists every one of `ids` as alive.
+async fn all_alive(
+    client: &reqwest::Client,
+    url: &str,
+    (key, secret): (&str, &str),
+    ids: &[EdgeId],
+) -> bool {
+    #[derive(Deserialize)]
+    struct Edges {
+        edges: Vec<Row>,
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        id: EdgeId,
+        status: String,
+    }
+    let response = client.get(url).basic_auth(key, Some(secret)).send().await;
+    let Ok(body) = response.and_then(reqwest::Response::error_for_status) else {
+        return false;
+    };
+    let Ok(list) = body.json::<Edges>().await else {
+        return false;
+    };
+    ids.iter().all(|id| {
+        list.edges
+            .iter()
+            .any(|e| e.id == *id && e.status == "alive")
+    })
 }
 
 /// Whether `var` is one of the edge's `ARBOR_<SECTION>_<KEY>` settings.
-fn is_config_var(var: &str) -> bool {
+fn is_edge_config_var(var: &str) -> bool {
     let Some((section, _)) = var
-        .strip_prefix(config::ENV_PREFIX)
+        .strip_prefix(edge_config::ENV_PREFIX)
         .and_then(|rest| rest.split_once('_'))
     else {
         return false;
     };
     let section = section.to_ascii_lowercase();
-    config::ENV_KEYS.iter().any(|(s, _)| *s == section)
+    edge_config::ENV_KEYS.iter().any(|(s, _)| *s == section)
 }
 
-/// Polls `/readyz` until it answers 200; fails if the edge exits or [`READY_TIMEOUT`] passes.
-async fn wait_ready(child: &mut Child, http: SocketAddr, log_path: &Path) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().context("cannot check on arbor-edge")? {
-            bail!(
-                "arbor-edge exited before it was ready ({status}).{}",
-                log_tail(log_path)
-            );
-        }
-        if let Ok(200) = http_status(http, "/readyz").await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            stop(child).await;
-            bail!(
-                "arbor-edge did not answer http://{http}/readyz with 200 within {} s.{}",
-                READY_TIMEOUT.as_secs(),
-                log_tail(log_path)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The status code of `GET <path>` on `addr`, over a minimal HTTP/1.1 exchange (1 s limit).
-pub async fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut head = Vec::with_capacity(128);
-        let mut chunk = [0u8; 128];
-        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 1024 {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
+/// The cluster file's contents: `procs` are the origin then the edges, in plan order;
+/// `proxies` the impaired links', in plan order.
+fn describe(p: &Prepared, procs: &[Proc], proxies: &[Proxy]) -> Cluster {
+    let plan = &p.plan;
+    let origin_url = format!("http://{}", plan.origin.http);
+    let edges = plan
+        .edges
+        .iter()
+        .zip(&procs[1..])
+        .map(|(e, proc)| Edge {
+            relay_addr: Some(e.relay),
+            lat: e.lat,
+            lon: e.lon,
+            ..Edge::new(
+                e.id.clone(),
+                e.region.clone(),
+                proc.pid,
+                &format!("http://{}", e.http),
+            )
+        })
+        .collect();
+    let mut proxies = proxies.iter();
+    let links = plan
+        .links
+        .iter()
+        .map(|l| {
+            let proxy = l.proxy.and_then(|_| proxies.next());
+            Link {
+                a: l.a.clone(),
+                b: l.b.clone(),
+                one_way_ms: match proxy {
+                    Some(_) => l.one_way.as_micros() as f64 / 1000.0,
+                    None => 0.0,
+                },
+                proxy: proxy.map(Proxy::listen_addr),
+                control: proxy.and_then(Proxy::control_addr),
             }
-            head.extend_from_slice(&chunk[..n]);
-        }
-        parse_status_line(&head)
-    };
-    tokio::time::timeout(Duration::from_secs(1), exchange)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 1 s"))?
-}
-
-/// `HTTP/1.1 200 OK…` → 200.
-fn parse_status_line(head: &[u8]) -> std::io::Result<u16> {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = std::str::from_utf8(line).unwrap_or_default();
-    let mut parts = line.split(' ');
-    match (parts.next(), parts.next().map(str::parse::<u16>)) {
-        (Some(version), Some(Ok(code))) if version.starts_with("HTTP/1.") => Ok(code),
-        _ => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("not an HTTP/1.x status line: {line:?}"),
-        )),
+        })
+        .collect();
+    Cluster {
+        origin: Some(Origin {
+            api_url: format!("{origin_url}/v1"),
+            http_url: origin_url,
+            pid: procs[0].pid,
+            relay_addr: plan.origin.relay,
+        }),
+        api_key: p.api_key.clone(),
+        api_secret: p.api_secret.clone(),
+        dns: None,
+        edges,
+        links,
     }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C"),
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")
-}
-
-/// Lets the edge exit by itself (a terminal's Ctrl-C reaches it too), then kills it.
-async fn stop(child: &mut Child) {
-    if let Ok(Ok(_)) = tokio::time::timeout(STOP_GRACE, child.wait()).await {
-        return;
-    }
-    if let Err(e) = child.kill().await {
-        eprintln!("warning: cannot kill arbor-edge: {e}");
-    }
-}
-
-/// A non-zero exit code that carries the edge's: its own code, or 128 + the signal.
-fn exit_code(status: ExitStatus) -> ExitCode {
-    if let Some(code) = status.code().and_then(|c| u8::try_from(c).ok())
-        && code != 0
-    {
-        return ExitCode::from(code);
-    }
-    #[cfg(unix)]
-    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
-        return ExitCode::from(128u8.saturating_add(u8::try_from(signal).unwrap_or(0)));
-    }
-    ExitCode::FAILURE
-}
-
-/// The last lines of the edge's log, formatted to follow an error message.
-fn log_tail(log_path: &Path) -> String {
-    let Ok(text) = std::fs::read_to_string(log_path) else {
-        return String::new();
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.is_empty() {
-        return format!(" Its log ({}) is empty.", log_path.display());
-    }
-    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-    format!(
-        " The end of its log ({}):\n  {}",
-        log_path.display(),
-        tail.join("\n  ")
-    )
 }
 
 /// What `arbor up` prints once the cluster is ready.
-pub fn banner(cluster: &Cluster, data_dir: &Path, log_path: &Path) -> String {
+pub fn banner(cluster: &Cluster, data_dir: &Path) -> String {
     let data_flag = match data_dir == Path::new(".arbor") {
         true => String::new(),
         false => format!(" --data-dir {}", data_dir.display()),
     };
-    let mut out = String::from("\nArbor is up.\n\n");
+    let log = |name: &str| data_dir.join(format!("{name}.log")).display().to_string();
+    let mut out = format!(
+        "\nArbor is up: an origin and {} edge{}.\n\n",
+        cluster.edges.len(),
+        if cluster.edges.len() == 1 { "" } else { "s" }
+    );
+    if let Some(o) = &cluster.origin {
+        out += &format!(
+            "  Origin API  {}   (pid {}, log {})\n\n",
+            o.api_url,
+            o.pid,
+            log("origin")
+        );
+    }
     for edge in &cluster.edges {
         out += &format!(
-            "  Edge {} ({}), pid {}\n\
-             \x20   Open a meeting:  {}/?meeting=demo\n\
-             \x20   WHIP ingest:     {}/demo   (Authorization: Bearer <token>)\n\
-             \x20   WHEP playback:   {}/demo\n\
-             \x20   Signaling:       {}\n\
-             \x20   Metrics:         {}/metrics\n\
-             \x20   Log:             {}\n\n",
-            edge.id,
+            "  {} — edge {}, pid {}\n\
+             \x20   Join:           {}/?meeting=demo\n\
+             \x20   WHIP ingest:    {}/demo   (Authorization: Bearer <token>)\n\
+             \x20   WHEP playback:  {}/demo\n\
+             \x20   Log:            {}\n\n",
             edge.region,
+            edge.id,
             edge.pid,
             edge.http_url,
             edge.whip_url,
             edge.whep_url,
-            edge.ws_url,
-            edge.http_url,
-            log_path.display(),
+            log(&format!("edge-{}", edge.id)),
         );
     }
+    out += &links_section(cluster);
     let whip = cluster.edges.first().map_or("", |e| e.whip_url.as_str());
     out += &format!(
-        "  Cluster file:      {} (API key {})\n\
-         \x20 Mint a token:      arbor token{data_flag} --meeting demo --identity alice\n\
+        "  Cluster file:   {} (API key {})\n\
+         \x20 Mint a token:   arbor token{data_flag} --meeting demo --identity alice\n\
          \x20 Stream with ffmpeg (H.264 + Opus over WHIP):\n\
          \x20   ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -f lavfi -i sine \\\n\
          \x20     -c:v libx264 -profile:v baseline -bf 0 -c:a libopus -f whip \\\n\
          \x20     -authorization \"$(arbor token{data_flag} --meeting demo --identity obs)\" \\\n\
          \x20     {whip}/demo\n\n\
-         Ctrl-C stops the cluster.",
+         Ctrl-C stops the origin, the edges and the links.",
         Cluster::path_in(data_dir).display(),
         cluster.api_key,
     );
-    if cluster
-        .edges
-        .iter()
-        .any(|e| !e.http_url.starts_with("http://127.") && !e.http_url.starts_with("http://[::1]"))
-    {
-        out += "\n\nWarning: dev tokens are on and this edge may be reachable from other hosts: \
-                anyone who can reach it can join any meeting.";
-    }
     out
+}
+
+/// The backbone links and how to cut one.
+fn links_section(cluster: &Cluster) -> String {
+    if cluster.links.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("  Backbone links (the first edge dials the second):\n");
+    for l in &cluster.links {
+        out += &match l.control {
+            Some(control) => format!(
+                "    {} → {}   {} ms each way   control {control}\n",
+                l.a, l.b, l.one_way_ms
+            ),
+            None => format!("    {} → {}   direct\n", l.a, l.b),
+        };
+    }
+    if let Some(control) = cluster.links.iter().find_map(|l| l.control) {
+        out += &format!(
+            "  Cut a link:     arbor impair set --control {control} --partition   (--heal \
+             restores it)\n"
+        );
+    }
+    out + "\n"
 }
 
 #[cfg(test)]
 mod tests {
-    use relay_proto::token;
-
     use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
 
     #[test]
     fn credentials_are_fresh_and_long_enough() {
@@ -383,135 +488,136 @@ mod tests {
         let (k2, s2) = generate_credentials().unwrap();
         assert_ne!((&k1, &s1), (&k2, &s2));
         assert!(k1.starts_with("API") && k1.len() == 15, "{k1}");
-        assert!(s1.len() >= config::MIN_SECRET_LEN, "{s1}");
-    }
-
-    #[test]
-    fn edge_config_is_valid_and_uses_the_fresh_key() {
-        let (key, secret) = generate_credentials().unwrap();
-        let http: SocketAddr = "127.0.2.1:9080".parse().unwrap();
-        let env = [("ARBOR_MEDIA_WORKERS".to_owned(), "2".to_owned())];
-        let cfg = edge_config(http, &key, &secret, env).unwrap();
-        assert_eq!(cfg.http.listen, http);
-        assert_eq!(cfg.media.bind, http.ip());
-        assert_eq!(cfg.media.workers, 2, "environment overrides are kept");
-        assert!(cfg.auth.dev_tokens);
-        assert_eq!(cfg.auth.keys.len(), 1);
-        assert_eq!(cfg.auth.keys[&key].expose(), secret);
-        let reparsed = config::parse(&cfg.to_toml()).unwrap();
-        assert_eq!(reparsed, cfg);
-        // A token minted with the cluster's key verifies against the edge's keys.
-        let meeting = relay_proto::MeetingId::new("demo").unwrap();
-        let jwt = token::mint(
-            &token::Claims::join(&meeting, "a", 2_000),
-            &key,
-            secret.as_bytes(),
-        );
-        assert!(token::verify(&jwt, &cfg.auth.keys, 1_000).is_ok());
-
-        let bad = [("ARBOR_MEDIA_WORKERS".to_owned(), "lots".to_owned())];
-        let e = format!("{:#}", edge_config(http, &key, &secret, bad).unwrap_err());
-        assert!(e.contains("ARBOR_MEDIA_WORKERS"), "{e}");
+        assert!(s1.len() >= edge_config::MIN_SECRET_LEN, "{s1}");
+        assert!(s1.len() >= arbor_origin::config::MIN_SECRET_LEN, "{s1}");
     }
 
     #[test]
     fn config_vars_are_recognised() {
-        assert!(is_config_var("ARBOR_HTTP_LISTEN"));
-        assert!(is_config_var("ARBOR_LOG_LEVEL"));
-        assert!(!is_config_var("ARBOR_DATA_DIR"));
-        assert!(!is_config_var("ARBOR_UP_EDGE_BIN"), "arbor up's own flag");
-        assert!(!is_config_var("ARBOR_HTTPX"));
-        assert!(!is_config_var("HOME"));
-    }
-
-    #[test]
-    fn missing_edge_binary_is_explained() {
-        let e = find_edge_bin(None).unwrap_err().to_string();
-        assert!(e.contains("cargo build --bin arbor-edge"), "{e}");
-        let e = find_edge_bin(Some(Path::new("/nonexistent/arbor-edge")))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("/nonexistent/arbor-edge"), "{e}");
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n").unwrap(), 200);
-        assert_eq!(
-            parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\n").unwrap(),
-            503
+        assert!(is_edge_config_var("ARBOR_HTTP_LISTEN"));
+        assert!(is_edge_config_var("ARBOR_LOG_LEVEL"));
+        assert!(is_edge_config_var("ARBOR_BACKBONE_PEER_ADDRS"));
+        assert!(!is_edge_config_var("ARBOR_DATA_DIR"));
+        assert!(
+            !is_edge_config_var("ARBOR_UP_EDGE_BIN"),
+            "arbor up's own flag"
         );
-        assert!(parse_status_line(b"").is_err());
-        assert!(parse_status_line(b"SSH-2.0-OpenSSH\r\n").is_err());
-        assert!(parse_status_line(b"HTTP/1.1 abc\r\n").is_err());
+        assert!(
+            !is_edge_config_var("ARBOR_ORIGIN_HTTP_LISTEN"),
+            "the origin's"
+        );
+        assert!(!is_edge_config_var("ARBOR_HTTPX"));
+        assert!(!is_edge_config_var("HOME"));
     }
 
-    #[tokio::test]
-    async fn http_status_against_a_tiny_server() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 512];
-            let n = conn.read(&mut buf).await.unwrap();
-            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-            conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
-                .await
-                .unwrap();
-            request
-        });
-        assert_eq!(http_status(addr, "/readyz").await.unwrap(), 503);
-        let request = server.await.unwrap();
-        assert!(request.starts_with("GET /readyz HTTP/1.1\r\n"), "{request}");
+    #[test]
+    fn command_line() {
+        let up = |argv: &[&str]| match Cli::try_parse_from([&["arbor", "up"], argv].concat()) {
+            Ok(Cli {
+                command: Command::Up(up),
+                ..
+            }) => Ok(up),
+            Ok(other) => panic!("not up: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        let args = up(&[]).unwrap();
+        assert_eq!(args.edges, 3);
+        assert_eq!(args.ip_base, plan::IpBase(0));
+        assert!(!args.no_impair);
+        let args = up(&["--edges", "2", "--ip-base", "127.11", "--no-impair"]).unwrap();
+        assert_eq!((args.edges, args.ip_base), (2, plan::IpBase(11)));
+        assert!(args.no_impair);
+        assert!(up(&["--edges", "0"]).is_err());
+        assert!(up(&["--edges", "10"]).is_err());
+        let e = up(&["--ip-base", "10.0"]).unwrap_err();
+        assert!(e.contains("not a loopback network"), "{e}");
+    }
+
+    fn sample() -> Cluster {
+        let plan = Plan::new(3, plan::IpBase(0), true);
+        let edges = plan
+            .edges
+            .iter()
+            .zip(70..)
+            .map(|(e, pid)| {
+                Edge::new(
+                    e.id.clone(),
+                    e.region.clone(),
+                    pid,
+                    &format!("http://{}", e.http),
+                )
+            })
+            .collect();
+        let links = plan
+            .links
+            .iter()
+            .map(|l| Link {
+                a: l.a.clone(),
+                b: l.b.clone(),
+                one_way_ms: l.one_way.as_micros() as f64 / 1000.0,
+                proxy: l.proxy.map(|p| p.0),
+                control: l.proxy.map(|p| p.1),
+            })
+            .collect();
+        Cluster {
+            origin: Some(Origin {
+                api_url: "http://127.0.0.1:7780/v1".into(),
+                http_url: "http://127.0.0.1:7780".into(),
+                pid: 69,
+                relay_addr: plan.origin.relay,
+            }),
+            api_key: "APIk".into(),
+            api_secret: "secret-not-shown".into(),
+            dns: None,
+            edges,
+            links,
+        }
     }
 
     #[test]
     fn banner_says_where_to_go() {
-        let edge = Edge::new(
-            "local-1".parse().unwrap(),
-            "local".parse().unwrap(),
-            77,
-            "http://127.0.1.1:7880",
-        );
-        let cluster = Cluster {
-            origin: None,
-            api_key: "APIk".into(),
-            api_secret: "secret-not-shown".into(),
-            dns: None,
-            edges: vec![edge],
-        };
-        let text = banner(
-            &cluster,
-            Path::new(".arbor"),
-            Path::new(".arbor/edge-local-1.log"),
-        );
+        let cluster = sample();
+        let text = banner(&cluster, Path::new(".arbor"));
+        for url in [
+            "http://127.0.1.1:7880/?meeting=demo",
+            "http://127.0.2.1:7880/?meeting=demo",
+            "http://127.0.3.1:7880/?meeting=demo",
+            "http://127.0.1.1:7880/v1/whip/demo",
+            "http://127.0.3.1:7880/v1/whep/demo",
+            "http://127.0.0.1:7780/v1",
+        ] {
+            assert!(text.contains(url), "{url} in {text}");
+        }
+        for region in ["eu-west", "us-east", "ap-southeast"] {
+            assert!(text.contains(region), "{region} in {text}");
+        }
         assert!(
-            text.contains("http://127.0.1.1:7880/?meeting=demo"),
+            text.contains("ap-1 → us-1   75 ms each way   control 127.0.0.1:9102"),
             "{text}"
         );
         assert!(
-            text.contains("http://127.0.1.1:7880/v1/whip/demo"),
+            text.contains("arbor impair set --control 127.0.0.1:9100 --partition"),
             "{text}"
         );
+        assert!(text.contains(".arbor/edge-us-1.log"), "{text}");
         assert!(
             text.contains("arbor token --meeting demo --identity alice"),
             "{text}"
         );
+        assert!(text.contains("Ctrl-C stops"), "{text}");
         assert!(!text.contains("secret-not-shown"));
-        assert!(!text.contains("Warning"));
-        let text = banner(&cluster, Path::new("/tmp/c"), Path::new("/tmp/c/e.log"));
+        let text = banner(&cluster, Path::new("/tmp/c"));
         assert!(
             text.contains("arbor token --data-dir /tmp/c --meeting demo"),
             "{text}"
         );
-    }
 
-    #[cfg(unix)]
-    #[test]
-    fn exit_codes_carry_the_edge_status() {
-        use std::os::unix::process::ExitStatusExt as _;
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), ExitCode::from(3));
-        assert_eq!(exit_code(ExitStatus::from_raw(0)), ExitCode::FAILURE);
-        assert_eq!(exit_code(ExitStatus::from_raw(9)), ExitCode::from(137));
+        let mut direct = cluster;
+        for l in &mut direct.links {
+            (l.proxy, l.control, l.one_way_ms) = (None, None, 0.0);
+        }
+        let text = banner(&direct, Path::new(".arbor"));
+        assert!(text.contains("eu-1 → us-1   direct"), "{text}");
+        assert!(!text.contains("impair set"), "{text}");
     }
 }

@@ -3,9 +3,11 @@
 // page's test hooks (`window.arbor`, see edge/web/app.js and watch.js).
 //
 // These run inside the network namespace that run.sh creates: the edge listens on
-// 127.0.1.1 and everything stays on loopback.
+// 127.0.1.1 (or, with `run.sh --cluster`, `arbor up` runs an origin and three edges on
+// 127.0.0.1, 127.0.1.1, 127.0.2.1, 127.0.3.1) and everything stays on loopback.
 
 import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,9 +60,12 @@ export async function launchBrowser() {
   };
 }
 
-/** A token from the edge's dev endpoint (enabled in run.sh's config). */
-export async function devToken({ meeting, identity, name = identity, role = 'publisher' }) {
-  const res = await fetch(`${EDGE_URL}/v1/dev/token`, {
+/**
+ * A token from the edge's dev endpoint (enabled in run.sh's config and by `arbor up`).
+ * `edgeUrl` picks the edge in a cluster.
+ */
+export async function devToken({ meeting, identity, name = identity, role = 'publisher', edgeUrl = EDGE_URL }) {
+  const res = await fetch(`${edgeUrl}/v1/dev/token`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ meeting, identity, name, role }),
@@ -117,11 +122,12 @@ export async function openPage(browser, url, { label, viewport = { width: 1280, 
 
 /**
  * Joins meeting `meeting` as `name` through the lobby, like a person would. `params` adds
- * page parameters (e.g. `{ codec: 'vp9' }`).
+ * page parameters (e.g. `{ codec: 'vp9' }`); `edgeUrl` picks the edge whose page is opened
+ * (in a cluster); `label` names the page in logs and artifacts (default `name`).
  */
-export async function joinMeeting(browser, { meeting, name, params = {} }) {
+export async function joinMeeting(browser, { meeting, name, params = {}, edgeUrl = EDGE_URL, label = name }) {
   const query = new URLSearchParams({ meeting, ...params });
-  const p = await openPage(browser, `${EDGE_URL}/?${query}`, { label: name });
+  const p = await openPage(browser, `${edgeUrl}/?${query}`, { label });
   await p.page.fill('#name-input', name);
   await p.page.click('#join-button');
   await waitFor(() => p.page.evaluate(() => window.arbor.state.phase === 'meeting'), {
@@ -218,4 +224,137 @@ export function stepper(t) {
       }
     });
   return { step, state };
+}
+
+/**
+ * The cluster that `run.sh --cluster` started: `arbor up`'s `cluster.json` (path in
+ * ARBOR_CLUSTER_JSON), with `edge(id)` to look an edge up. Throws if there is none, which
+ * means the test was run without `--cluster`.
+ */
+export function loadCluster() {
+  const file = process.env.ARBOR_CLUSTER_JSON;
+  if (!file) throw new Error('ARBOR_CLUSTER_JSON is not set: run this test with `run.sh --cluster <path-to-arbor>`');
+  const cluster = JSON.parse(fs.readFileSync(file, 'utf8'));
+  return {
+    ...cluster,
+    edge(id) {
+      const e = cluster.edges.find((x) => x.id === id);
+      if (!e) throw new Error(`no edge ${id} in ${file} (edges: ${cluster.edges.map((x) => x.id).join(', ')})`);
+      return e;
+    },
+  };
+}
+
+/** `GET <origin api_url><path>` with the cluster's API key (HTTP Basic), parsed as JSON. */
+export async function originGet(cluster, path) {
+  const auth = Buffer.from(`${cluster.api_key}:${cluster.api_secret}`).toString('base64');
+  const res = await fetch(`${cluster.origin.api_url}${path}`, { headers: { Authorization: `Basic ${auth}` } });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/**
+ * Waits until the origin's tree of `meeting` (`GET /v1/meetings/{m}/tree`) satisfies `ok`
+ * (given the tree: `{ epoch, links: [[a, b], …] }`) and returns it.
+ */
+export function waitForTree(cluster, meeting, ok, message) {
+  return waitFor(
+    async () => {
+      const tree = await originGet(cluster, `/meetings/${encodeURIComponent(meeting)}/tree`);
+      if (ok(tree)) return tree;
+      throw new Error(`tree: ${JSON.stringify(tree)}`);
+    },
+    { timeout: 15_000, message },
+  );
+}
+
+/** Whether a tree's links connect edges `a` and `b` directly. */
+export function treeLinks(tree, a, b) {
+  return tree.links.some(([x, y]) => (x === a && y === b) || (x === b && y === a));
+}
+
+/**
+ * Audio receive stats straight from the page's RTCPeerConnection (`window.arbor.pc`, on the
+ * meeting page and on watch.html): `[{ mid, packetsReceived, totalAudioEnergy }]`.
+ */
+export function audioInbound(p) {
+  return p.page.evaluate(async () => {
+    const pc = window.arbor.pc;
+    if (!pc) return [];
+    const out = [];
+    for (const r of (await pc.getStats()).values()) {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+        out.push({ mid: r.mid ?? null, packetsReceived: r.packetsReceived ?? 0, totalAudioEnergy: r.totalAudioEnergy ?? 0 });
+      }
+    }
+    return out;
+  });
+}
+
+/**
+ * Asserts that the meeting page `p` hears each of `trackIds` (remote audio tracks): each is
+ * bound to a slot whose packetsReceived and totalAudioEnergy (sound, not just packets: the
+ * fake microphone beeps) both rise. Returns the last sample per track.
+ */
+export async function expectAudio(p, trackIds, { timeout = 20_000 } = {}) {
+  const first = new Map();
+  let last = new Map();
+  return waitFor(
+    async () => {
+      const mids = new Map((await inbound(p)).filter((s) => s.kind === 'audio' && s.trackId).map((s) => [s.mid, s.trackId]));
+      last = new Map((await audioInbound(p)).filter((a) => mids.has(a.mid)).map((a) => [mids.get(a.mid), a]));
+      for (const [id, a] of last) if (!first.has(id) && a.packetsReceived > 0) first.set(id, a);
+      const rising = (id) => {
+        const [a, b] = [first.get(id), last.get(id)];
+        return a && b && b.packetsReceived > a.packetsReceived && b.totalAudioEnergy > a.totalAudioEnergy;
+      };
+      return trackIds.every(rising) ? last : false;
+    },
+    { timeout, interval: 500, message: `${p.label} to hear ${trackIds.join(', ')}` },
+  ).catch((err) => {
+    throw new Error(`${err.message}\n  first: ${JSON.stringify([...first])}\n  last: ${JSON.stringify([...last])}`);
+  });
+}
+
+/** The static ffmpeg (with the WHIP muxer) that run.sh installs from imageio-ffmpeg. */
+export function ffmpegPath() {
+  if (process.env.ARBOR_FFMPEG) return process.env.ARBOR_FFMPEG;
+  return execFileSync('python3', ['-c', 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())']).toString().trim();
+}
+
+/**
+ * Starts ffmpeg publishing a 640x360 test pattern (H.264 baseline) and a 440 Hz tone (Opus)
+ * to the WHIP endpoint `url` with `token`. Returns `{ proc, log }`: `proc.exitInfo` is set once
+ * it exits, `log` keeps its last 400 lines of output. Stop it with stopProcess.
+ */
+export function startWhipPublisher(url, token) {
+  const args = [
+    '-hide_banner', '-loglevel', 'info', '-nostdin',
+    '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30',
+    '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-c:v', 'libx264', '-profile:v', 'baseline', '-tune', 'zerolatency', '-bf', '0', '-g', '30', '-pix_fmt', 'yuv420p',
+    '-c:a', 'libopus', '-ar', '48000', '-ac', '2',
+    '-f', 'whip', '-authorization', token,
+    url,
+  ];
+  const proc = spawn(ffmpegPath(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log = [];
+  proc.stderr.on('data', (d) => {
+    log.push(...d.toString().split(/\r?\n|\r/).filter(Boolean));
+    if (log.length > 400) log.splice(0, log.length - 400);
+  });
+  proc.exitInfo = null;
+  proc.on('exit', (code, signal) => {
+    proc.exitInfo = { code, signal };
+  });
+  return { proc, log };
+}
+
+/** SIGINT (ffmpeg then ends the stream and sends its DELETE), SIGKILL after 3 s. */
+export async function stopProcess(proc) {
+  if (proc.exitInfo) return;
+  proc.kill('SIGINT');
+  for (let i = 0; i < 30 && !proc.exitInfo; i++) await sleep(100);
+  if (!proc.exitInfo) proc.kill('SIGKILL');
 }
