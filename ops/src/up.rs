@@ -442,7 +442,8 @@ pub fn banner(cluster: &Cluster, data_dir: &Path) -> String {
          \x20 Mint a token:   arbor token{data_flag} --meeting demo --identity alice\n\
          \x20 Stream with ffmpeg (H.264 + Opus over WHIP):\n\
          \x20   ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -f lavfi -i sine \\\n\
-         \x20     -c:v libx264 -profile:v baseline -bf 0 -c:a libopus -f whip \\\n\
+         \x20     -c:v libx264 -profile:v baseline -bf 0 -pix_fmt yuv420p \\\n\
+         \x20     -c:a libopus -ar 48000 -ac 2 -f whip \\\n\
          \x20     -authorization \"$(arbor token{data_flag} --meeting demo --identity obs)\" \\\n\
          \x20     {whip}/demo\n\n\
          Ctrl-C stops the origin, the edges and the links.",

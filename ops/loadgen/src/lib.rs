@@ -51,6 +51,7 @@
 
 pub mod assembler;
 pub mod client;
+#[cfg(feature = "driver")]
 pub mod driver;
 pub mod error;
 pub mod media;
@@ -65,6 +66,7 @@ pub mod vp8;
 pub use client::{
     Client, ClientConfig, ClientEvent, ClientStats, DriverStats, Input, Mids, Offer, Output,
 };
+#[cfg(feature = "driver")]
 pub use driver::{ClientHandle, ConnectOptions, DriverError, connect, connect_with};
 pub use error::ClientError;
 pub use media::{AudioConfig, LayerSpec, VideoConfig};
