@@ -42,6 +42,7 @@ pub fn worker(now: Instant) -> Worker {
         session: session_config(),
         limits: Limits::default(),
         ice_servers: vec![],
+        edge: "fuzz-edge".parse().expect("a valid edge id"),
         rng_seed: 1,
         wall_ms_at_start: 0,
     };
