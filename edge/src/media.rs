@@ -141,6 +141,8 @@ pub struct Resource {
     pub meeting: MeetingId,
     pub worker: usize,
     pub participant: ParticipantId,
+    /// A WHIP publisher (else a WHEP viewer).
+    pub whip: bool,
     /// The strong ETag of the current ICE session.
     pub etag: String,
 }
@@ -155,6 +157,12 @@ pub struct Resources {
 impl Resources {
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Live (WHIP, WHEP) sessions.
+    pub fn counts(&self) -> (usize, usize) {
+        let whip = self.by_id.values().filter(|r| r.whip).count();
+        (whip, self.by_id.len() - whip)
     }
 
     pub fn is_empty(&self) -> bool {

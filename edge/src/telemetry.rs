@@ -62,7 +62,8 @@ impl Metrics {
     }
 
     /// Copies the workers' counters into the recorder and renders everything.
-    pub fn render(&self, workers: &[WorkerStats]) -> String {
+    /// The Prometheus text; `sessions` is (WHIP, WHEP) sessions live now.
+    pub fn render(&self, workers: &[WorkerStats], sessions: (usize, usize)) -> String {
         let sum = |f: fn(&WorkerStats) -> u64| workers.iter().map(f).sum::<u64>();
         counter!(m::RTP_PACKETS_RECEIVED).absolute(sum(|s| s.rtp_in));
         counter!(m::RTP_BYTES_RECEIVED).absolute(sum(|s| s.rtp_bytes_in));
@@ -92,6 +93,8 @@ impl Metrics {
         gauge!(m::MEETINGS).set(sum(|s| s.meetings) as f64);
         gauge!(m::PUBLISHED_TRACKS).set(sum(|s| s.tracks) as f64);
         gauge!(m::SUBSCRIPTIONS).set(sum(|s| s.subscriptions) as f64);
+        gauge!(m::WHIP_SESSIONS).set(sessions.0 as f64);
+        gauge!(m::WHEP_SESSIONS).set(sessions.1 as f64);
         let mut out = m::render(&self.handle);
         self.render_latency(&mut out, workers);
         out

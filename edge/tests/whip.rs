@@ -64,6 +64,24 @@ async fn whip_session_lifecycle() {
         "{location}"
     );
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    // The session shows in the edge's gauges.
+    let metrics = reqwest::get(format!("http://{}/metrics", edge.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("arbor_whip_sessions") && l.ends_with(" 1")),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("sessions"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let answer = r.text().await.unwrap();
     assert!(answer.contains("a=ice-lite"), "{answer}");
     assert!(answer.contains("a=recvonly"), "{answer}");

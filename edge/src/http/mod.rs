@@ -119,7 +119,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let body = s.metrics.render(&s.media.stats());
+    let sessions = s
+        .media
+        .resources
+        .lock()
+        .map(|r| r.counts())
+        .unwrap_or_default();
+    let body = s.metrics.render(&s.media.stats(), sessions);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -172,6 +172,7 @@ async fn post(
         meeting,
         worker,
         participant,
+        whip: matches!(kind, Kind::Whip),
         etag: etag.clone(),
     };
     if !state
