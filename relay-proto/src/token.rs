@@ -307,6 +307,30 @@ pub fn mint(claims: &Claims, api_key: &str, secret: &[u8]) -> String {
 /// then the claims: `exp` (required) and `nbf` as integers within [`LEEWAY_S`], a non-empty
 /// `sub`, and `video.roomJoin: true` with a valid `video.room`.
 pub fn verify(token: &str, keys: &impl KeyStore, now_s: u64) -> Result<Grants, TokenError> {
+    join_grants(verify_signed(token, keys, now_s)?)
+}
+
+/// A token whose shape, algorithm, signature and validity period checked out; what it grants
+/// is for the caller to judge ([`verify`] for join tokens; the origin's API for admin tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The API key that signed it (`iss`).
+    pub api_key: String,
+    pub sub: Option<String>,
+    pub name: Option<String>,
+    pub metadata: Option<String>,
+    pub jti: Option<String>,
+    /// `exp`, unix seconds.
+    pub exp_s: u64,
+    /// `nbf`, unix seconds.
+    pub nbf_s: Option<u64>,
+    pub video: VideoGrant,
+}
+
+/// Every check of [`verify`] up to and including the times, none about the grants: shape and
+/// size, header, API key, signature (constant time), then `exp` (required), `nbf` and `iat` as
+/// integers, `exp`/`nbf` within [`LEEWAY_S`]. Claims are read only after the signature.
+pub fn verify_signed(token: &str, keys: &impl KeyStore, now_s: u64) -> Result<Signed, TokenError> {
     let token = token.trim();
     if token.is_empty() {
         return Err(TokenError::Missing);
@@ -338,7 +362,7 @@ pub fn verify(token: &str, keys: &impl KeyStore, now_s: u64) -> Result<Grants, T
     hmac::verify(&key, &token.as_bytes()[..signed_len], &sig)
         .map_err(|_| TokenError::InvalidSignature)?;
 
-    grants(api_key, &payload, now_s)
+    signed_claims(api_key, &payload, now_s)
 }
 
 fn decode_part(what: &str, b64: &str) -> Result<Vec<u8>, TokenError> {
@@ -416,7 +440,7 @@ struct RawClaims {
     video: Option<VideoGrant>,
 }
 
-fn grants(api_key: String, payload: &[u8], now_s: u64) -> Result<Grants, TokenError> {
+fn signed_claims(api_key: String, payload: &[u8], now_s: u64) -> Result<Signed, TokenError> {
     let raw: RawClaims =
         serde_json::from_slice(payload).map_err(|e| TokenError::MalformedClaim(e.to_string()))?;
     let exp_s = numeric_date("exp", raw.exp.as_ref())?
@@ -431,13 +455,27 @@ fn grants(api_key: String, payload: &[u8], now_s: u64) -> Result<Grants, TokenEr
     {
         return Err(TokenError::NotYetValid { nbf_s, now_s });
     }
-    let identity = raw.sub.unwrap_or_default();
+    Ok(Signed {
+        api_key,
+        sub: raw.sub,
+        name: raw.name,
+        metadata: raw.metadata,
+        jti: raw.jti,
+        exp_s,
+        nbf_s,
+        video: raw.video.unwrap_or_default(),
+    })
+}
+
+/// What a verified join token grants: it must name a participant and a meeting to join.
+fn join_grants(t: Signed) -> Result<Grants, TokenError> {
+    let identity = t.sub.unwrap_or_default();
     if identity.is_empty() {
         return Err(TokenError::MalformedClaim(
             "sub (the participant identity) is missing".into(),
         ));
     }
-    let video = raw.video.unwrap_or_default();
+    let video = t.video;
     if video.room_join != Some(true) {
         return Err(TokenError::NoRoom("video.roomJoin is not true".into()));
     }
@@ -447,10 +485,10 @@ fn grants(api_key: String, payload: &[u8], now_s: u64) -> Result<Grants, TokenEr
     let meeting = MeetingId::new(&room)
         .map_err(|e| TokenError::MalformedClaim(format!("video.room {:?}: {e}", echo(&room))))?;
     Ok(Grants {
-        api_key,
+        api_key: t.api_key,
         identity,
-        name: raw.name,
-        metadata: raw.metadata,
+        name: t.name,
+        metadata: t.metadata,
         meeting,
         can_publish: video.can_publish.unwrap_or(true),
         can_subscribe: video.can_subscribe.unwrap_or(true),
@@ -458,9 +496,9 @@ fn grants(api_key: String, payload: &[u8], now_s: u64) -> Result<Grants, TokenEr
         hidden: video.hidden.unwrap_or(false),
         recorder: video.recorder.unwrap_or(false),
         room_admin: video.room_admin.unwrap_or(false),
-        expires_at_s: exp_s,
-        not_before_s: nbf_s,
-        jti: raw.jti,
+        expires_at_s: t.exp_s,
+        not_before_s: t.nbf_s,
+        jti: t.jti,
     })
 }
 

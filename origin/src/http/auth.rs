@@ -16,21 +16,20 @@
 //! `/v1/join`) needs `roomAdmin` for that meeting. A `roomAdmin` without `video.room` covers
 //! every meeting.
 //!
-//! Join tokens (with `roomJoin`) are checked by `relay_proto::token::verify` on edges; that
-//! function refuses tokens without a room to join, so admin tokens are verified here with the
-//! same rules: exactly `HS256`, known `iss`, constant-time signature check, claims judged only
-//! after it, integer times with [`LEEWAY_S`], duplicate claims refused, at most
-//! [`MAX_TOKEN_LEN`] bytes. Failures reuse [`TokenError`] and its stable codes.
+//! Join tokens (with `roomJoin`) are checked by `relay_proto::token::verify` on edges; admin
+//! tokens share every check up to the grants (`relay_proto::token::verify_signed`: exactly
+//! `HS256`, known `iss`, constant-time signature check, claims judged only after it, integer
+//! times with `LEEWAY_S`, duplicate claims refused, at most `MAX_TOKEN_LEN` bytes), and only
+//! their grants are read here. Failures reuse [`TokenError`] and its stable codes.
 
-use aws_lc_rs::{constant_time, hmac};
+use aws_lc_rs::constant_time;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use relay_proto::MeetingId;
-use relay_proto::token::{ALG, KeyStore, LEEWAY_S, MAX_TOKEN_LEN, TokenError, VideoGrant};
-use serde::Deserialize;
+use relay_proto::token::{self, KeyStore, TokenError};
 
 use super::{AppState, Problem};
 
@@ -169,93 +168,12 @@ fn basic(b64: &str, keys: &impl KeyStore) -> Result<Caller, Problem> {
     })
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: Option<String>,
-    typ: Option<String>,
-    crit: Option<serde::de::IgnoredAny>,
-}
-
-/// Only `iss` is read before the signature is checked (it picks the key).
-#[derive(Deserialize)]
-struct Issuer {
-    iss: Option<String>,
-}
-
-/// The claims, read after the signature checked out. serde refuses duplicate keys.
-#[derive(Deserialize)]
-struct Claims {
-    exp: Option<serde_json::Value>,
-    nbf: Option<serde_json::Value>,
-    #[serde(default)]
-    video: VideoGrant,
-}
-
 /// Checks an admin token (see the module doc) at `now_s` and returns its caller.
 pub fn verify_admin(token: &str, keys: &impl KeyStore, now_s: u64) -> Result<Caller, TokenError> {
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(TokenError::Missing);
-    }
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(TokenError::Malformed(format!(
-            "{} bytes, longer than the limit of {MAX_TOKEN_LEN}",
-            token.len()
-        )));
-    }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed(
-            "a JWT has three dot-separated parts".into(),
-        ));
-    };
-    let header: Header = json(&decode("header", header_b64)?, "header")?;
-    match header.alg.as_deref() {
-        Some(ALG) => {}
-        other => {
-            return Err(TokenError::AlgNotAllowed(format!(
-                "alg {:?}",
-                echo(other.unwrap_or("(none)"))
-            )));
-        }
-    }
-    if header.typ.is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) || header.crit.is_some() {
-        return Err(TokenError::AlgNotAllowed(
-            "only typ JWT without crit is accepted".into(),
-        ));
-    }
-    let payload = decode("payload", payload_b64)?;
-    let Issuer { iss } = json(&payload, "payload")?;
-    let api_key = iss.filter(|k| !k.is_empty()).unwrap_or_default();
-    let secret = keys
-        .secret(&api_key)
-        .ok_or_else(|| TokenError::UnknownKey(echo(&api_key)))?;
-    let signed_len = header_b64.len() + 1 + payload_b64.len();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::verify(
-        &key,
-        &token.as_bytes()[..signed_len],
-        &decode("signature", sig_b64)?,
-    )
-    .map_err(|_| TokenError::InvalidSignature)?;
-
-    let claims: Claims =
-        serde_json::from_slice(&payload).map_err(|e| TokenError::MalformedClaim(e.to_string()))?;
-    let exp_s = seconds("exp", claims.exp.as_ref())?
-        .ok_or_else(|| TokenError::MalformedClaim("exp is missing".into()))?;
-    if now_s > exp_s.saturating_add(LEEWAY_S) {
-        return Err(TokenError::Expired { exp_s, now_s });
-    }
-    if let Some(nbf_s) = seconds("nbf", claims.nbf.as_ref())?
-        && nbf_s > now_s.saturating_add(LEEWAY_S)
-    {
-        return Err(TokenError::NotYetValid { nbf_s, now_s });
-    }
-    let v = claims.video;
+    let t = token::verify_signed(token, keys, now_s)?;
+    let v = t.video;
     Ok(Caller {
-        api_key,
+        api_key: t.api_key,
         grants: Some(Grants {
             list: v.room_list == Some(true),
             create: v.room_create == Some(true),
@@ -263,31 +181,6 @@ pub fn verify_admin(token: &str, keys: &impl KeyStore, now_s: u64) -> Result<Cal
             room: v.room,
         }),
     })
-}
-
-fn decode(what: &str, b64: &str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(b64)
-        .map_err(|e| TokenError::Malformed(format!("the {what} is not base64url: {e}")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, TokenError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| TokenError::Malformed(format!("the {what} is not a JSON object: {e}")))
-}
-
-/// A NumericDate: absent, or a non-negative integer; a string `"never"` is refused.
-fn seconds(claim: &str, value: Option<&serde_json::Value>) -> Result<Option<u64>, TokenError> {
-    value
-        .map(|v| {
-            v.as_u64().ok_or_else(|| {
-                TokenError::MalformedClaim(format!(
-                    "{claim} must be an integer number of unix seconds, found {}",
-                    echo(&v.to_string())
-                ))
-            })
-        })
-        .transpose()
 }
 
 /// A client-supplied string, cut short for an error message.
@@ -303,7 +196,9 @@ fn echo(s: &str) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
-    use relay_proto::token::{self, Claims as JoinClaims};
+    use aws_lc_rs::hmac;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use relay_proto::token::{Claims as JoinClaims, LEEWAY_S, MAX_TOKEN_LEN};
 
     use super::*;
 
