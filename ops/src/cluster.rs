@@ -25,18 +25,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use relay_proto::endpoints::{self, WHEP_PATH, WHIP_PATH};
 use relay_proto::{EdgeId, RegionId};
 use serde::{Deserialize, Serialize};
 
 /// The file's name inside a data directory.
 pub const FILE_NAME: &str = "cluster.json";
-
-/// Path of the WHIP endpoint base on an edge (`POST <base>/<meeting>`).
-pub const WHIP_PATH: &str = "/v1/whip";
-/// Path of the WHEP endpoint base on an edge.
-pub const WHEP_PATH: &str = "/v1/whep";
-/// Path of the signaling WebSocket on an edge.
-pub const WS_PATH: &str = "/v1/rtc";
 
 /// A running local cluster.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -119,17 +113,13 @@ impl Edge {
     /// without a relay address or location (set those fields after).
     pub fn new(id: EdgeId, region: RegionId, pid: u32, http_url: &str) -> Self {
         let http_url = http_url.trim_end_matches('/').to_owned();
-        let ws_base = match http_url.strip_prefix("https://") {
-            Some(rest) => format!("wss://{rest}"),
-            None => format!("ws://{}", http_url.trim_start_matches("http://")),
-        };
         Self {
             id,
             region,
             pid,
             whip_url: format!("{http_url}{WHIP_PATH}"),
             whep_url: format!("{http_url}{WHEP_PATH}"),
-            ws_url: format!("{ws_base}{WS_PATH}"),
+            ws_url: endpoints::signaling_url(&http_url),
             http_url,
             relay_addr: None,
             lat: 0.0,

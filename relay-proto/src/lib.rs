@@ -62,6 +62,7 @@
 
 pub mod control;
 pub mod datagram;
+pub mod endpoints;
 pub mod hops;
 pub mod id;
 pub mod session;

@@ -132,7 +132,7 @@ async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined)> 
             state.metrics.join_result("redirected");
             let msg = ServerMsg::Redirect {
                 edge_id: edge.to_string(),
-                ws_url: ws_url(&http_url),
+                ws_url: relay_proto::endpoints::signaling_url(&http_url),
                 url: http_url,
             };
             send(ws, &msg).await;
@@ -237,14 +237,5 @@ async fn relay(
                 }
             }
         }
-    }
-}
-
-/// The signaling WebSocket of an edge with this HTTP base URL.
-pub(super) fn ws_url(http_url: &str) -> String {
-    let base = http_url.trim_end_matches('/');
-    match base.strip_prefix("https://") {
-        Some(rest) => format!("wss://{rest}/v1/rtc"),
-        None => format!("ws://{}/v1/rtc", base.trim_start_matches("http://")),
     }
 }

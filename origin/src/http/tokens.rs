@@ -150,7 +150,9 @@ async fn issue(
         role: req.role,
         expires_at_s,
         region: region.filter(|_| placed.is_some()),
-        ws_url: placed.as_ref().map(|p| ws_url(&p.http_url)),
+        ws_url: placed
+            .as_ref()
+            .map(|p| relay_proto::endpoints::signaling_url(&p.http_url)),
         edge_url: placed.as_ref().map(|p| p.http_url.clone()),
         edge: placed.map(|p| p.edge),
     })
@@ -245,27 +247,4 @@ fn place_problem(e: &PlaceError) -> Problem {
         PlaceError::Full => "placement_full",
     };
     Problem::unavailable(code, "No edge available", format!("{e}; retry shortly"))
-}
-
-/// The signaling WebSocket of an edge with this HTTP base URL.
-fn ws_url(http_url: &str) -> String {
-    let base = http_url.trim_end_matches('/');
-    match base.strip_prefix("https://") {
-        Some(rest) => format!("wss://{rest}/v1/rtc"),
-        None => format!("ws://{}/v1/rtc", base.trim_start_matches("http://")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn websocket_urls() {
-        assert_eq!(
-            ws_url("http://127.0.1.1:7880"),
-            "ws://127.0.1.1:7880/v1/rtc"
-        );
-        assert_eq!(ws_url("https://fra.example/"), "wss://fra.example/v1/rtc");
-    }
 }
