@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arbor_edge::Edge;
-use arbor_loadgen::protocol::{Kind, ServerMsg, Source};
-use arbor_loadgen::{ClientConfig, Epoch, connect};
+use arbor_loadgen::protocol::{Kind, ServerMsg, Source, TrackInfo};
+use arbor_loadgen::{ClientConfig, ClientHandle, Epoch, SlotStats, connect};
 use arbor_ops::impair::{Proxy, ProxyConfig};
 use arbor_origin::Origin;
 use arbor_sim::link::LinkConfig;
@@ -176,7 +176,47 @@ fn token(meeting: &str, identity: &str) -> String {
 }
 
 fn ws_url(edge: &Edge) -> String {
-    format!("ws://{}/v1/rtc", edge.http_addr)
+    relay_proto::endpoints::signaling_url(&format!("http://{}", edge.http_addr))
+}
+
+/// A viewer (one video and one audio slot) joining `meeting` at `edge`; `n` seeds it.
+async fn viewer(edge: &Edge, meeting: &str, identity: &str, epoch: Epoch, n: u32) -> ClientHandle {
+    let mut sc = ClientConfig::subscriber(epoch, 1, 1);
+    sc.source_id = n;
+    sc.seed = u64::from(n);
+    connect(&ws_url(edge), &token(meeting, identity), sc)
+        .await
+        .unwrap()
+}
+
+/// `publisher`'s camera as `viewer` learns of it: in its snapshot, or announced later.
+async fn camera_of(viewer: &ClientHandle, publisher: &ClientHandle) -> TrackInfo {
+    let who = publisher.participant_id();
+    let is_cam = |t: &TrackInfo| {
+        t.participant_id == who && t.kind == Kind::Video && t.source == Source::Camera
+    };
+    if let Some(t) = viewer.joined().tracks.iter().find(|t| is_cam(t)) {
+        return t.clone();
+    }
+    let announced =
+        |m: &ServerMsg| matches!(m, ServerMsg::TrackPublished { track } if is_cam(track));
+    match viewer.wait_for_named("track_published", announced, T).await {
+        Ok(ServerMsg::TrackPublished { track }) => track,
+        other => panic!("the camera never reached this viewer's edge: {other:?}"),
+    }
+}
+
+/// Waits until `viewer`'s first slot has rendered more than `frames` frames.
+async fn until_rendered(viewer: &ClientHandle, frames: u64, what: &str) -> SlotStats {
+    let deadline = Instant::now() + T;
+    loop {
+        let s = viewer.stats().await.unwrap().slots[0].clone();
+        if s.frames_rendered > frames {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,48 +235,17 @@ async fn a_publisher_on_one_edge_is_seen_on_another_over_quic() {
     let publisher = connect(&ws_url(&c.edges[0]), &token("span", "alice"), pc)
         .await
         .unwrap();
-    let mut sc = ClientConfig::subscriber(epoch, 1, 1);
-    sc.source_id = 2;
-    sc.seed = 2;
-    let viewer = connect(&ws_url(&c.edges[1]), &token("span", "bob"), sc)
-        .await
-        .unwrap();
+    let viewer = viewer(&c.edges[1], "span", "bob", epoch, 2).await;
 
     // Alice's camera reaches bob's edge through the tree the origin built.
-    let who = publisher.participant_id();
-    let is_cam = |m: &ServerMsg| {
-        matches!(m, ServerMsg::TrackPublished { track }
-            if track.participant_id == who && track.kind == Kind::Video
-                && track.source == Source::Camera)
-    };
-    let cam =
-        match viewer.joined().tracks.iter().find(|t| {
-            t.participant_id == who && t.kind == Kind::Video && t.source == Source::Camera
-        }) {
-            Some(t) => t.clone(),
-            None => match viewer.wait_for_named("track_published", is_cam, T).await {
-                Ok(ServerMsg::TrackPublished { track }) => track,
-                other => panic!("alice's camera never reached us-1: {other:?}"),
-            },
-        };
+    let cam = camera_of(&viewer, &publisher).await;
     assert!(cam.simulcast);
     let slot = viewer.mids().video_slots[0];
     viewer
         .subscribe(cam.id, slot, Some(640), Some(360))
         .await
         .unwrap();
-    let deadline = Instant::now() + T;
-    let s = loop {
-        let s = viewer.stats().await.unwrap().slots[0].clone();
-        if s.frames_rendered > 60 {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no video across the cascade: {s:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let s = until_rendered(&viewer, 60, "no video across the cascade").await;
     assert_eq!(s.height, Some(360), "{s:#?}");
     assert_eq!(s.non_contiguous, 0, "{s:#?}");
 
@@ -334,35 +343,17 @@ async fn a_cut_backbone_link_reroutes_through_the_third_edge() {
     let publisher = connect(&ws_url(&c.edges[0]), &token("cut", "alice"), pc)
         .await
         .unwrap();
-    let who = publisher.participant_id();
     let mut viewers = Vec::new();
     for (i, edge) in [1, 2].into_iter().enumerate() {
-        let mut sc = ClientConfig::subscriber(epoch, 1, 1);
-        sc.source_id = 2 + i as u32;
-        sc.seed = 2 + i as u64;
-        let v = connect(
-            &ws_url(&c.edges[edge]),
-            &token("cut", &format!("v{edge}")),
-            sc,
+        let v = viewer(
+            &c.edges[edge],
+            "cut",
+            &format!("v{edge}"),
+            epoch,
+            2 + i as u32,
         )
-        .await
-        .unwrap();
-        let is_cam = |m: &ServerMsg| {
-            matches!(m, ServerMsg::TrackPublished { track }
-                if track.participant_id == who && track.kind == Kind::Video)
-        };
-        let cam = match v
-            .joined()
-            .tracks
-            .iter()
-            .find(|t| t.participant_id == who && t.kind == Kind::Video)
-        {
-            Some(t) => t.clone(),
-            None => match v.wait_for_named("track_published", is_cam, T).await {
-                Ok(ServerMsg::TrackPublished { track }) => track,
-                other => panic!("no camera at edge {edge}: {other:?}"),
-            },
-        };
+        .await;
+        let cam = camera_of(&v, &publisher).await;
         let slot = v.mids().video_slots[0];
         v.subscribe(cam.id, slot, Some(320), Some(180))
             .await
@@ -371,17 +362,8 @@ async fn a_cut_backbone_link_reroutes_through_the_third_edge() {
     }
     // Media flows to both, then the link eu-west – ap-southeast (which the tree uses: ec's
     // shortest way to ea) is cut.
-    let rendered = |s: &arbor_loadgen::SlotStats| s.frames_rendered;
-    let deadline = Instant::now() + T;
     for v in &viewers {
-        loop {
-            let s = v.stats().await.unwrap().slots[0].clone();
-            if rendered(&s) > 60 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no video before the cut: {s:#?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_rendered(v, 60, "no video before the cut").await;
     }
     let tree = c
         .origin
@@ -406,12 +388,12 @@ async fn a_cut_backbone_link_reroutes_through_the_third_edge() {
 
     // Watch the far viewer's rendered frames: the longest stall is the media gap.
     let far = &viewers[1];
-    let mut last = rendered(&far.stats().await.unwrap().slots[0]);
+    let mut last = far.stats().await.unwrap().slots[0].frames_rendered;
     let mut last_change = cut_at;
     let mut gap = Duration::ZERO;
     while cut_at.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let f = rendered(&far.stats().await.unwrap().slots[0]);
+        let f = far.stats().await.unwrap().slots[0].frames_rendered;
         if f != last {
             gap = gap.max(last_change.elapsed());
             last = f;
