@@ -7,47 +7,11 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { EDGE_URL, launchBrowser, openPage, devToken, waitFor, dumpPages, sleep } from './helpers.mjs';
+import {
+  EDGE_URL, launchBrowser, openPage, devToken, waitFor, dumpPages, sleep, startWhipPublisher, stopProcess,
+} from './helpers.mjs';
 
 const MEETING = 'whep-e2e';
-
-function ffmpegPath() {
-  if (process.env.ARBOR_FFMPEG) return process.env.ARBOR_FFMPEG;
-  return execFileSync('python3', ['-c', 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())']).toString().trim();
-}
-
-/** Starts ffmpeg publishing a test pattern and a tone to the edge. */
-function startWhip(token) {
-  const args = [
-    '-hide_banner', '-loglevel', 'info', '-nostdin',
-    '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30',
-    '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-    '-c:v', 'libx264', '-profile:v', 'baseline', '-tune', 'zerolatency', '-bf', '0', '-g', '30', '-pix_fmt', 'yuv420p',
-    '-c:a', 'libopus', '-ar', '48000', '-ac', '2',
-    '-f', 'whip', '-authorization', token,
-    `${EDGE_URL}/v1/whip/${encodeURIComponent(MEETING)}`,
-  ];
-  const proc = spawn(ffmpegPath(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const log = [];
-  proc.stderr.on('data', (d) => {
-    log.push(...d.toString().split(/\r?\n|\r/).filter(Boolean));
-    if (log.length > 400) log.splice(0, log.length - 400);
-  });
-  proc.exitInfo = null;
-  proc.on('exit', (code, signal) => {
-    proc.exitInfo = { code, signal };
-  });
-  return { proc, log };
-}
-
-async function stopProcess(proc) {
-  if (proc.exitInfo) return;
-  // SIGINT lets ffmpeg finish the stream and send its DELETE.
-  proc.kill('SIGINT');
-  for (let i = 0; i < 30 && !proc.exitInfo; i++) await sleep(100);
-  if (!proc.exitInfo) proc.kill('SIGKILL');
-}
 
 test('WHIP from ffmpeg, WHEP to Chromium', { timeout: 120_000 }, async (t) => {
   const token = await devToken({ meeting: MEETING, identity: 'ffmpeg', name: 'ffmpeg', role: 'publisher' });
@@ -78,7 +42,7 @@ test('WHIP from ffmpeg, WHEP to Chromium', { timeout: 120_000 }, async (t) => {
       { timeout: 15_000, message: 'the viewer to say it is waiting for the broadcast' },
     );
 
-    ffmpeg = startWhip(token);
+    ffmpeg = startWhipPublisher(`${EDGE_URL}/v1/whip/${encodeURIComponent(MEETING)}`, token);
     const { proc, log } = ffmpeg;
     const playing = await waitFor(
       async () => {
