@@ -259,12 +259,7 @@ impl World {
             self.channels[ch].clear();
         }
         let at = self.now - self.start;
-        if let Some(r) = self
-            .partitions
-            .iter_mut()
-            .rev()
-            .find(|r| (r.a, r.b) == (a, b))
-        {
+        if let Some(r) = self.latest_partition(a, b) {
             r.down = Some(at);
         }
         for (me, peer) in [(a, b), (b, a)] {
@@ -272,6 +267,14 @@ impl World {
             self.edges[me].worker.handle_link_down(self.now, &id);
             self.drain_edge(me);
         }
+    }
+
+    /// The newest partition of the link between edges `a` and `b`.
+    fn latest_partition(&mut self, a: usize, b: usize) -> Option<&mut PartitionRecord> {
+        self.partitions
+            .iter_mut()
+            .rev()
+            .find(|r| (r.a, r.b) == (a, b))
     }
 
     /// A closed relay session reconnects (if its path is whole again).
@@ -283,12 +286,7 @@ impl World {
         pair.down = false;
         let (a, b) = (pair.a, pair.b);
         let at = self.now - self.start;
-        if let Some(r) = self
-            .partitions
-            .iter_mut()
-            .rev()
-            .find(|r| (r.a, r.b) == (a, b))
-        {
+        if let Some(r) = self.latest_partition(a, b) {
             r.up = Some(at);
         }
         for (me, peer) in [(a, b), (b, a)] {
