@@ -49,7 +49,7 @@ use crate::meeting::{Meeting, Participant};
 use crate::session::{Session, SessionConfig, Step};
 use crate::signal::{IceServer, LeaveReason, ServerMsg};
 
-pub use relay::{MAX_PENDING_RELAY, MAX_PENDING_RELAY_DATAGRAMS};
+pub use relay::{MAX_PENDING_ORIGIN, MAX_PENDING_RELAY, MAX_PENDING_RELAY_DATAGRAMS};
 pub use signaling::Refusal;
 pub use stats::{LATENCY_BUCKETS_US, WorkerStats};
 pub use whip::{ApiError, ApiErrorKind, IceRestart};

@@ -28,6 +28,9 @@ use crate::signal::{Kind, LeaveReason, ServerMsg};
 pub const MAX_PENDING_RELAY: usize = 1 << 14;
 /// Most relay datagrams buffered between two drains by the shell.
 pub const MAX_PENDING_RELAY_DATAGRAMS: usize = 1 << 16;
+/// Most origin-bound reports buffered between two drains; one housekeeping round queues at
+/// most one per meeting, so this only bounds a worker configured for more meetings.
+pub const MAX_PENDING_ORIGIN: usize = 1 << 14;
 
 /// What the worker has for the shell's relay links and its origin link.
 #[derive(Debug, Default)]
@@ -45,6 +48,14 @@ impl RelayQueue {
         }
         stats.relay_messages_out += 1;
         self.control.push_back((to.clone(), msg));
+    }
+
+    fn origin(&mut self, stats: &mut super::WorkerStats, msg: Control) {
+        if self.origin.len() >= MAX_PENDING_ORIGIN {
+            stats.relay_dropped += 1;
+            return;
+        }
+        self.origin.push_back(msg);
     }
 }
 
@@ -1076,7 +1087,9 @@ impl Worker {
                 });
             }
         }
-        self.relay.origin.extend(reports);
+        for r in reports {
+            self.relay.origin(&mut self.stats, r);
+        }
     }
 
     /// Forgets a meeting that has no participant here and no place in a tree, after telling
@@ -1095,11 +1108,12 @@ impl Worker {
         if let Some(m) = self.meetings.remove(meeting)
             && m.links.presence.is_some_and(|p| p != (0, 0))
         {
-            self.relay.origin.push_back(Control::Presence {
+            let gone = Control::Presence {
                 meeting: meeting.clone(),
                 participants: 0,
                 publishers: 0,
-            });
+            };
+            self.relay.origin(&mut self.stats, gone);
         }
     }
 }
