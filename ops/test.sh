@@ -51,8 +51,9 @@ for core in arbor-relay-proto arbor-edge-core arbor-origin-core arbor-sim; do
 done
 
 step "tests"
-# The end-to-end tests start these binaries as separate processes.
-cargo build --locked --bin arbor-edge --bin arbor-origin --bin arbor
+# nextest builds every binary of the workspace too (the end-to-end tests start arbor-edge,
+# arbor-origin and arbor as separate processes, and the browser step below uses them). No
+# separate `cargo build`: it would unify features differently and compile a second copy.
 ops/pg-test.sh run -- cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 
@@ -71,7 +72,6 @@ fuzz_target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")/fuzz"
 )
 
 step "browser end-to-end"
-cargo build --locked --bin arbor-edge --bin arbor-origin --bin arbor
 edge/tests/browser/run.sh "${CARGO_TARGET_DIR:-target}/debug/arbor-edge"
 # The cascade: Chromium and ffmpeg across an `arbor up` cluster (origin + 3 edges).
 edge/tests/browser/run.sh --cluster "${CARGO_TARGET_DIR:-target}/debug/arbor"

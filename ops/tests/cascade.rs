@@ -7,24 +7,24 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arbor_edge::Edge;
-use arbor_loadgen::protocol::{Kind, ServerMsg, Source, TrackInfo};
-use arbor_loadgen::{ClientConfig, ClientHandle, Epoch, SlotStats, connect};
+use arbor_loadgen::{ClientHandle, Epoch};
 use arbor_ops::impair::{Proxy, ProxyConfig};
 use arbor_origin::Origin;
 use arbor_sim::link::LinkConfig;
 use futures_util::{SinkExt, StreamExt};
-use relay_proto::token::{Claims, mint};
 use relay_proto::{EdgeId, Role};
 use relay_quic::{Ca, PkiDir};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+mod common;
+use common::{T, camera_of, until_rendered, watch, watch_stalls};
+
 const KEY: &str = "APIcascadetest";
 const SECRET: &str = "cascade-test-secret-cascade-test-secret-0123";
-const T: Duration = Duration::from_secs(20);
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 struct Cluster {
@@ -163,16 +163,8 @@ async fn cluster_with(
     c
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn token(meeting: &str, identity: &str) -> String {
-    let claims = Claims::join(&meeting.parse().unwrap(), identity, unix_now() + 3600);
-    mint(&claims, KEY, SECRET.as_bytes())
+    common::join_token(meeting, identity, KEY, SECRET)
 }
 
 fn ws_url(edge: &Edge) -> String {
@@ -181,42 +173,7 @@ fn ws_url(edge: &Edge) -> String {
 
 /// A viewer (one video and one audio slot) joining `meeting` at `edge`; `n` seeds it.
 async fn viewer(edge: &Edge, meeting: &str, identity: &str, epoch: Epoch, n: u32) -> ClientHandle {
-    let mut sc = ClientConfig::subscriber(epoch, 1, 1);
-    sc.source_id = n;
-    sc.seed = u64::from(n);
-    connect(&ws_url(edge), &token(meeting, identity), sc)
-        .await
-        .unwrap()
-}
-
-/// `publisher`'s camera as `viewer` learns of it: in its snapshot, or announced later.
-async fn camera_of(viewer: &ClientHandle, publisher: &ClientHandle) -> TrackInfo {
-    let who = publisher.participant_id();
-    let is_cam = |t: &TrackInfo| {
-        t.participant_id == who && t.kind == Kind::Video && t.source == Source::Camera
-    };
-    if let Some(t) = viewer.joined().tracks.iter().find(|t| is_cam(t)) {
-        return t.clone();
-    }
-    let announced =
-        |m: &ServerMsg| matches!(m, ServerMsg::TrackPublished { track } if is_cam(track));
-    match viewer.wait_for_named("track_published", announced, T).await {
-        Ok(ServerMsg::TrackPublished { track }) => track,
-        other => panic!("the camera never reached this viewer's edge: {other:?}"),
-    }
-}
-
-/// Waits until `viewer`'s first slot has rendered more than `frames` frames.
-async fn until_rendered(viewer: &ClientHandle, frames: u64, what: &str) -> SlotStats {
-    let deadline = Instant::now() + T;
-    loop {
-        let s = viewer.stats().await.unwrap().slots[0].clone();
-        if s.frames_rendered > frames {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what}: {s:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::viewer(&ws_url(edge), &token(meeting, identity), epoch, n).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,11 +187,8 @@ async fn a_publisher_on_one_edge_is_seen_on_another_over_quic() {
     )
     .await;
     let epoch = Epoch(Instant::now().into_std());
-    let mut pc = ClientConfig::new(epoch);
-    pc.source_id = 1;
-    let publisher = connect(&ws_url(&c.edges[0]), &token("span", "alice"), pc)
-        .await
-        .unwrap();
+    let publisher =
+        common::publisher(&ws_url(&c.edges[0]), &token("span", "alice"), epoch, 1).await;
     let viewer = viewer(&c.edges[1], "span", "bob", epoch, 2).await;
 
     // Alice's camera reaches bob's edge through the tree the origin built.
@@ -338,11 +292,7 @@ async fn a_cut_backbone_link_reroutes_through_the_third_edge() {
     )
     .await;
     let epoch = Epoch(Instant::now().into_std());
-    let mut pc = ClientConfig::new(epoch);
-    pc.source_id = 1;
-    let publisher = connect(&ws_url(&c.edges[0]), &token("cut", "alice"), pc)
-        .await
-        .unwrap();
+    let publisher = common::publisher(&ws_url(&c.edges[0]), &token("cut", "alice"), epoch, 1).await;
     let mut viewers = Vec::new();
     for (i, edge) in [1, 2].into_iter().enumerate() {
         let v = viewer(
@@ -353,11 +303,7 @@ async fn a_cut_backbone_link_reroutes_through_the_third_edge() {
             2 + i as u32,
         )
         .await;
-        let cam = camera_of(&v, &publisher).await;
-        let slot = v.mids().video_slots[0];
-        v.subscribe(cam.id, slot, Some(320), Some(180))
-            .await
-            .unwrap();
+        watch(&v, &publisher, 320, 180).await;
         viewers.push(v);
     }
     // Media flows to both, then the link eu-west – ap-southeast (which the tree uses: ec's
@@ -387,26 +333,14 @@ async fn a_cut_backbone_link_reroutes_through_the_third_edge() {
     proxy.control().update(update).await.unwrap();
 
     // Watch the far viewer's rendered frames: the longest stall is the media gap.
-    let far = &viewers[1];
-    let mut last = far.stats().await.unwrap().slots[0].frames_rendered;
-    let mut last_change = cut_at;
-    let mut gap = Duration::ZERO;
-    while cut_at.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let f = far.stats().await.unwrap().slots[0].frames_rendered;
-        if f != last {
-            gap = gap.max(last_change.elapsed());
-            last = f;
-            last_change = Instant::now();
-        }
-    }
+    let stalls = watch_stalls(&viewers[1], cut_at, Duration::from_secs(5)).await;
     assert!(
-        last_change.elapsed() < Duration::from_millis(300),
-        "media flows again"
+        stalls.since_last < Duration::from_millis(300),
+        "media flows again: {stalls:?}"
     );
-    eprintln!("media gap at the far viewer after the cut: {gap:?}");
+    eprintln!("media gap at the far viewer after the cut: {stalls:?}");
     // DESIGN.md §5: re-route within a second, no client reconnecting (same sessions).
-    assert!(gap < Duration::from_secs(1), "froze for {gap:?}");
+    assert!(stalls.longest < Duration::from_secs(1), "froze: {stalls:?}");
     let tree = c
         .origin
         .store

@@ -6,8 +6,12 @@
 //! deadline, never on time alone.
 //!
 //! `cargo nextest run -p arbor-ops` builds only the `arbor` binary of this package, so the
-//! tests first run `cargo build --bin arbor-edge --bin arbor-origin` into the same target
-//! directory and profile ([`binaries`]); when they are up to date that takes a second.
+//! tests first make sure `arbor-edge` and `arbor-origin` are built into the same target
+//! directory and profile ([`binaries`]). They ask cargo for exactly what
+//! `cargo nextest run --workspace` builds (`cargo test --no-run --workspace`): the same units with
+//! the same unified features, so after a workspace run it is a no-op, where a plain
+//! `cargo build -p arbor-edge` would resolve features differently and compile a second copy of
+//! half the dependency tree.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,8 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+mod common;
+
 /// Longest wait for anything that should happen within seconds; only reached on failure.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -36,15 +42,19 @@ fn binaries() -> &'static Path {
         let arbor = Path::new(env!("CARGO_BIN_EXE_arbor"));
         let profile_dir = arbor.parent().unwrap();
         let target_dir = profile_dir.parent().unwrap();
-        let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-            "debug" => "dev",
-            other => other,
-        };
-        let out = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--profile", profile, "--target-dir"])
-            .arg(target_dir)
-            .args(["-p", "arbor-edge", "-p", "arbor-origin"])
-            .args(["--bin", "arbor-edge", "--bin", "arbor-origin"])
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .args(["test", "--no-run", "--workspace", "--target-dir"])
+            .arg(target_dir);
+        // `debug` is where the default `test` profile builds; any other directory names its
+        // profile.
+        match profile_dir.file_name().unwrap().to_str().unwrap() {
+            "debug" => {}
+            other => {
+                cargo.args(["--profile", other]);
+            }
+        }
+        let out = cargo
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .expect("cannot run cargo");
@@ -351,4 +361,110 @@ async fn direct_links_and_sigterm_stops_everything() {
     let status = up.exit().await;
     assert!(status.success(), "{status}\n{}", up.output());
     all_gone(&pids(&cluster)).await;
+}
+
+/// The links of `meeting`'s tree as the origin's API lists them, each as (lower id, higher).
+async fn tree_links(cluster: &Cluster, meeting: &str) -> Vec<(String, String)> {
+    let origin = cluster.origin.as_ref().unwrap();
+    let auth = Some((cluster.api_key.as_str(), cluster.api_secret.as_str()));
+    let tree = get_json(&format!("{}/meetings/{meeting}/tree", origin.api_url), auth).await;
+    let mut links: Vec<(String, String)> = serde_json::from_value(tree["links"].clone()).unwrap();
+    for (a, b) in &mut links {
+        if a > b {
+            std::mem::swap(a, b);
+        }
+    }
+    links.sort();
+    links
+}
+
+/// `arbor impair set --control <control> <args>`, as an operator types it.
+async fn impair_set(control: SocketAddr, args: &[&str]) {
+    let out = Command::new(binaries().join("arbor"))
+        .args(["impair", "set", "--control", &control.to_string()])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "arbor impair set {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// DESIGN.md §5 on separate processes: the origin and three edges of `arbor up`, a publisher
+/// on eu-1 watched on us-1 and ap-1. The operator partitions the eu-1 – ap-1 link (the tree's
+/// way to ap-1) with `arbor impair set --partition`: ap-1's viewer freezes for under a second
+/// while the tree re-routes through us-1, and no client reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_link_reroutes_through_the_third_region() {
+    let net = ip_base(2);
+    let mut up = Up::start("partition", &["--ip-base", &net]);
+    let cluster = up.cluster().await;
+    for link in &cluster.links {
+        link_is_up(&up, link).await;
+    }
+    let edge = |id: &str| cluster.edge(&id.parse().unwrap()).unwrap();
+    let token = |identity: &str| {
+        common::join_token("partition", identity, &cluster.api_key, &cluster.api_secret)
+    };
+
+    let epoch = arbor_loadgen::Epoch(Instant::now().into_std());
+    let publisher = common::publisher(&edge("eu-1").ws_url, &token("alice"), epoch, 1).await;
+    let mut viewers = Vec::new();
+    for (n, id) in [(2, "us-1"), (3, "ap-1")] {
+        let viewer = common::viewer(&edge(id).ws_url, &token(id), epoch, n).await;
+        common::watch(&viewer, &publisher, 320, 180).await;
+        common::until_rendered(&viewer, 60, &format!("no video on {id} before the cut")).await;
+        viewers.push(viewer);
+    }
+    let before = tree_links(&cluster, "partition").await;
+    let cut = ("ap-1".to_owned(), "eu-1".to_owned());
+    assert!(
+        before.contains(&cut),
+        "the tree does not use eu-1 – ap-1: {before:?}"
+    );
+    let link = cluster
+        .links
+        .iter()
+        .find(|l| l.a.as_str() == "ap-1" && l.b.as_str() == "eu-1")
+        .unwrap();
+
+    let cut_at = Instant::now();
+    impair_set(link.control.unwrap(), &["--partition"]).await;
+    let far = &viewers[1];
+    let stalls = common::watch_stalls(far, cut_at, Duration::from_secs(5)).await;
+    eprintln!("media gap on ap-1 after the partition: {stalls:?}");
+    assert!(
+        stalls.since_last < Duration::from_millis(300),
+        "media does not flow again on ap-1: {stalls:?}\n{}",
+        up.log(&"ap-1".parse().unwrap())
+    );
+    assert!(
+        stalls.longest < Duration::from_secs(1),
+        "ap-1 froze for longer than DESIGN.md §5 allows: {stalls:?}"
+    );
+    let after = tree_links(&cluster, "partition").await;
+    assert!(!after.contains(&cut), "{after:?}");
+    assert!(
+        after.contains(&("ap-1".to_owned(), "us-1".to_owned())),
+        "ap-1 is reached through us-1: {after:?}"
+    );
+
+    // Nobody reconnected: a synthetic client never rejoins, so its one session is still up.
+    for (viewer, id) in viewers.iter().zip(["us-1", "ap-1"]) {
+        let s = viewer.stats().await.unwrap();
+        assert!(s.connected, "{id}'s viewer lost its session: {s:#?}");
+    }
+
+    // Healed, the link carries the backbone again and ap-1 keeps playing.
+    impair_set(link.control.unwrap(), &["--heal"]).await;
+    link_is_up(&up, link).await;
+    let rendered = far.stats().await.unwrap().slots[0].frames_rendered;
+    common::until_rendered(far, rendered + 30, "ap-1 after the heal").await;
+    for viewer in viewers {
+        let _ = viewer.close().await;
+    }
+    let _ = publisher.close().await;
 }
