@@ -27,6 +27,87 @@ pub enum Command {
     Up(UpArgs),
     /// Run a UDP impairment proxy (delay, jitter, loss, rate, partitions), or change one.
     Impair(ImpairArgs),
+    /// Join synthetic WebRTC publishers and subscribers to a cluster and measure what they see.
+    Load(LoadArgs),
+    /// Measure Arbor's forwarding (in a network namespace of its own; needs root).
+    Bench(BenchArgs),
+}
+
+/// `arbor bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Subscriber counts of the forwarding ramp, in order; it stops at the first step with
+    /// loss above 0.5% or the machine's CPU saturated.
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 25, 50, 100, 200, 400])]
+    pub subscribers: Vec<usize>,
+    /// How long each step is measured once its subscribers have joined.
+    #[arg(long, default_value = "10s", value_parser = parse_ttl)]
+    pub window: Duration,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The `arbor-edge` binary [default: beside `arbor`, else on PATH].
+    #[arg(long)]
+    pub edge_bin: Option<PathBuf>,
+    /// The `arbor-origin` binary [default: beside `arbor`, else on PATH].
+    #[arg(long)]
+    pub origin_bin: Option<PathBuf>,
+}
+
+/// `arbor load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The cluster to load [default: <data-dir>/cluster.json].
+    #[arg(long)]
+    pub cluster: Option<PathBuf>,
+    /// The meeting everyone joins.
+    #[arg(long, default_value = "load")]
+    pub meeting: MeetingId,
+    /// Publishers (camera and microphone each).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Subscribers.
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// What publishers send: browser-like simulcast (320x180, 640x360, 1280x720) or one
+    /// 640x360 layer at 1 Mbit/s.
+    #[arg(long, value_enum, default_value_t = CameraArg::Simulcast)]
+    pub camera: CameraArg,
+    /// Edges publishers join, in turn (comma-separated ids) [default: the first edge].
+    #[arg(long, value_delimiter = ',')]
+    pub publisher_edges: Vec<String>,
+    /// Edges subscribers join, in turn [default: every edge].
+    #[arg(long, value_delimiter = ',')]
+    pub subscriber_edges: Vec<String>,
+    /// Video tiles per subscriber, each watching another publisher.
+    #[arg(long, default_value_t = 1)]
+    pub video_slots: usize,
+    /// Audio slots per subscriber.
+    #[arg(long, default_value_t = 1)]
+    pub audio_slots: usize,
+    /// The tallest video subscribers ask for, in pixels: 180, 360 and 720 pick the publishers'
+    /// `q`, `h` and `f` layers.
+    #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u32).range(90..=2160))]
+    pub max_height: u32,
+    /// Subscriber joins per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub join_rate: f64,
+    /// How long to measure after the last join: `30s`, `5m`.
+    #[arg(long, default_value = "30s", value_parser = parse_ttl)]
+    pub duration: Duration,
+    /// The address the clients' UDP sockets bind (their ICE candidate).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `arbor load --camera`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CameraArg {
+    Simulcast,
+    Single,
 }
 
 /// `arbor token`.

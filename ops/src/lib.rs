@@ -1,12 +1,14 @@
-//! The `arbor` CLI: local clusters (`arbor up`), access tokens (`arbor token`) and a UDP
-//! impairment proxy (`arbor impair`).
+//! The `arbor` CLI: local clusters (`arbor up`), access tokens (`arbor token`), a UDP
+//! impairment proxy (`arbor impair`) and synthetic load (`arbor load`).
 //!
 //! [`main`] parses the command line and runs one command; each command is a module with a
 //! `run` function that tests call directly.
 
+pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod impair;
+pub mod load;
 pub mod token;
 pub mod up;
 
@@ -36,6 +38,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         }
         cli::Command::Up(args) => up::run(&args, &cli.data_dir),
         cli::Command::Impair(args) => impair::run(&args),
+        cli::Command::Load(args) => load::run(&args, &cli.data_dir),
+        cli::Command::Bench(args) => bench::run(&args, &cli.data_dir),
     }
 }
 

@@ -67,6 +67,55 @@ pub fn run(args: &UpArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(up(args, data_dir, &bins))
 }
 
+/// A cluster started by [`start`] (for `arbor bench` and tests): the processes run until
+/// [`Running::stop`], or until the value is dropped (each process is killed with it).
+pub struct Running {
+    /// What `cluster.json` says (written too).
+    pub cluster: Cluster,
+    procs: Vec<Proc>,
+    _proxies: Vec<Proxy>,
+}
+
+/// Starts the cluster `plan` describes in `data_dir`, as `arbor up` does, and returns once
+/// every edge is registered, without supervising it or waiting for a signal.
+pub async fn start(plan: Plan, data_dir: &Path, bins: &Bins) -> anyhow::Result<Running> {
+    refuse_if_taken(&plan).await?;
+    let prepared = prepare(plan, data_dir)?;
+    let proxies = start_proxies(&prepared.plan).await?;
+    let mut procs = Vec::new();
+    if let Err(e) = start_processes(&prepared, bins, &mut procs).await {
+        process::stop_all(&mut procs).await;
+        return Err(e);
+    }
+    let cluster = describe(&prepared, &procs, &proxies);
+    cluster.write(&Cluster::path_in(&prepared.dir))?;
+    Ok(Running {
+        cluster,
+        procs,
+        _proxies: proxies,
+    })
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("procs", &self.procs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Fails, naming the process and its log's tail, if one of them has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        process::check_running(&mut self.procs)
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL) and the proxies.
+    pub async fn stop(mut self) {
+        process::stop_all(&mut self.procs).await;
+    }
+}
+
 /// A fresh API key (`API` + 12 hex digits) and secret (32 random bytes, base64url: 43
 /// characters), from the operating system's generator.
 pub fn generate_credentials() -> anyhow::Result<(String, String)> {

@@ -468,3 +468,64 @@ async fn a_partitioned_link_reroutes_through_the_third_region() {
     }
     let _ = publisher.close().await;
 }
+
+/// `arbor load` as an operator runs it against `arbor up`: a publisher on eu-1 and subscribers
+/// spread over both edges (so half of them watch through the cascade); the JSON report says
+/// everyone joined and rendered, with latency and loss measured.
+#[tokio::test]
+async fn arbor_load_reports_what_a_fleet_saw() {
+    let net = ip_base(3);
+    let mut up = Up::start("load", &["--ip-base", &net, "--edges", "2"]);
+    let cluster = up.cluster().await;
+    for link in &cluster.links {
+        link_is_up(&up, link).await;
+    }
+    let out = Command::new(binaries().join("arbor"))
+        .arg("--data-dir")
+        .arg(up.dir.join("data"))
+        .args(["load", "--subscribers", "6", "--duration", "3s", "--json"])
+        .args(["--bind", &format!("{net}.0.1")])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "arbor load failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("measuring: 7 joined, 0 failed"), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["joined"], 7, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert_eq!(report["video_slots"], 6, "{report:#}");
+    assert_eq!(report["video_slots_rendering"], 6, "{report:#}");
+    assert!(
+        report["fps_per_slot"].as_f64().unwrap() > 20.0,
+        "{report:#}"
+    );
+    assert!(report["loss_pct"].as_f64().unwrap() < 1.0, "{report:#}");
+    assert!(
+        report["latency"]["samples"].as_u64().unwrap() > 100,
+        "{report:#}"
+    );
+    assert!(
+        report["first_frame"]["p50_ms"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+
+    // Bad input names the problem.
+    let out = Command::new(binaries().join("arbor"))
+        .arg("--data-dir")
+        .arg(up.dir.join("data"))
+        .args(["load", "--publisher-edges", "mars-1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no edge \"mars-1\" in the cluster (it has eu-1, us-1)"),
+        "{stderr}"
+    );
+}

@@ -8,7 +8,11 @@
 //! - [`netns`]: the private network namespace and its veth pair.
 //! - [`janus`]: Janus started with a generated configuration and driven over its HTTP API.
 //! - [`bare`]: the bare recvmmsg/sendmmsg + SRTP forwarder and its cheap sinks.
+//! - [`cpu`]: CPU time of a process, a thread and the machine, from `/proc`.
+//! - [`load`]: the fleet of synthetic clients behind `arbor load`: plan, run, report.
 
 pub mod bare;
+pub mod cpu;
 pub mod janus;
+pub mod load;
 pub mod netns;

@@ -2,6 +2,10 @@
 //! wants) carrying the [`Publisher`]'s `sendonly` m-lines and the [`Subscriber`]'s `recvonly`
 //! slots.
 //!
+//! The client either offers (the Arbor protocol, and a publisher joining Janus) with
+//! [`Client::create_offer`] / [`Client::accept_answer`], or answers a peer's offer (a Janus
+//! subscriber) with [`Client::accept_offer`], whose m-lines become recv slots.
+//!
 //! Sans-IO, in str0m's call shape: feed [`Client::handle_input`] with datagrams and timeouts,
 //! then drain [`Client::poll_output`] until it returns [`Output::Timeout`]. The client keeps
 //! str0m's single-mutation rule internally: every mutation of the `Rtc` (an input, one written
@@ -13,11 +17,12 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use str0m::bwe::{Bitrate, BweKind};
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::RtpWrite;
@@ -28,6 +33,7 @@ use crate::media::{AudioConfig, VideoConfig};
 use crate::protocol::{ClientMsg, Kind, Publication};
 use crate::publisher::{Publisher, PublisherStats};
 use crate::slot::SlotStats;
+use crate::srtp::{self, NegotiatedProfile, SrtpProfile};
 use crate::stamp::Epoch;
 use crate::subscriber::{MAX_SLOTS, Subscriber};
 use crate::throttle::ThrottleStats;
@@ -60,6 +66,10 @@ pub struct ClientConfig {
     pub stats_interval: Option<Duration>,
     /// Enables str0m's send-side BWE and pacer with this start rate; `None` sends unpaced.
     pub bwe_initial_bps: Option<u64>,
+    /// The SRTP profile the session must use: the client closes it if DTLS negotiated another
+    /// one ([`ClientEvent::SrtpRefused`]). str0m cannot narrow what it offers or accepts, so
+    /// this is a check, not a preference (see [`crate::srtp`]). `None` accepts any.
+    pub srtp_profile: Option<SrtpProfile>,
 }
 
 impl ClientConfig {
@@ -77,6 +87,7 @@ impl ClientConfig {
             audio_slots: 0,
             stats_interval: Some(Duration::from_secs(1)),
             bwe_initial_bps: None,
+            srtp_profile: None,
         }
     }
 
@@ -126,6 +137,14 @@ pub enum ClientEvent {
     IceState(IceConnectionState),
     /// The remote closed DTLS or SCTP.
     Closed,
+    /// DTLS negotiated another SRTP profile than [`ClientConfig::srtp_profile`]; the client
+    /// closed the session.
+    SrtpRefused {
+        /// The pinned profile.
+        required: SrtpProfile,
+        /// What the handshake picked (`None`: a profile str0m cannot name).
+        negotiated: Option<SrtpProfile>,
+    },
 }
 
 /// An offer to send as an `offer` message.
@@ -192,6 +211,8 @@ pub struct ClientStats {
     pub uplink_estimate_bps: Option<u64>,
     /// Round-trip time from str0m's peer stats.
     pub rtt: Option<Duration>,
+    /// The SRTP profile the DTLS handshake negotiated.
+    pub srtp_profile: Option<SrtpProfile>,
     /// Datagrams dropped because the caller did not poll.
     pub transmits_dropped: u64,
     /// Datagrams str0m could not even classify.
@@ -217,6 +238,8 @@ pub struct Client {
     transmits_dropped: u64,
     bad_datagrams: u64,
     initial_slots: (usize, usize),
+    srtp: NegotiatedProfile,
+    srtp_required: Option<SrtpProfile>,
 }
 
 impl Client {
@@ -227,11 +250,14 @@ impl Client {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .set_stats_interval(config.stats_interval);
+            .set_stats_interval(config.stats_interval)
+            .set_crypto_provider(Arc::new(srtp::crypto_provider()));
         if let Some(bps) = config.bwe_initial_bps {
             builder = builder.enable_bwe(Some(Bitrate::bps(bps)));
         }
         let rtc = builder.build(now);
+        // The build created the session's DTLS on this thread, with the recording provider.
+        let srtp = srtp::take_created().unwrap_or_default();
         Client {
             rtc,
             created: now,
@@ -253,6 +279,8 @@ impl Client {
             transmits_dropped: 0,
             bad_datagrams: 0,
             initial_slots: (config.video_slots, config.audio_slots),
+            srtp,
+            srtp_required: config.srtp_profile,
         }
     }
 
@@ -343,16 +371,26 @@ impl Client {
                 Some(change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
         }
         if let (None, Some(v)) = (video_mid, self.publisher.video_config()) {
-            let mut simulcast = Simulcast::new();
-            for l in &v.layers {
-                simulcast.add_send_layer(SimulcastLayer::new(&l.rid));
-            }
+            let simulcast = if v.simulcast {
+                let mut simulcast = Simulcast::new();
+                for l in &v.layers {
+                    simulcast.add_send_layer(SimulcastLayer::new(&l.rid));
+                }
+                Some(simulcast)
+            } else if v.layers.len() == 1 {
+                None
+            } else {
+                return Err(ClientError::VideoConfig(format!(
+                    "{} layers without simulcast (one layer is needed)",
+                    v.layers.len()
+                )));
+            };
             video_mid = Some(change.add_media(
                 MediaKind::Video,
                 Direction::SendOnly,
                 None,
                 None,
-                Some(simulcast),
+                simulcast,
             ));
         }
         let mut slots = vec![];
@@ -392,6 +430,38 @@ impl Client {
         result?;
         self.publisher.handle_negotiated(&self.rtc);
         Ok(())
+    }
+
+    /// Answers the peer's offer (the peer sends; Janus offers its subscribers the feed's
+    /// streams): every m-line we receive on becomes a recv slot that expects media at once,
+    /// so time to first frame counts from here. Returns the answer SDP.
+    pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, ClientError> {
+        if self.pending.is_some() {
+            return Err(ClientError::OfferPending);
+        }
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| ClientError::BadOffer(e.to_string()))?;
+        let result = self.rtc.sdp_api().accept_offer(offer);
+        self.after_mutation(now)?;
+        let answer = result?.to_sdp_string();
+        // str0m announces new media only once SRTP is up, so the answer names them.
+        for mid in sdp_mids(&answer) {
+            let Some(media) = self.rtc.media(mid) else {
+                continue;
+            };
+            let kind = match media.kind() {
+                MediaKind::Audio => Kind::Audio,
+                MediaKind::Video => Kind::Video,
+            };
+            if !media.direction().is_receiving() || self.subscriber.slot(mid).is_some() {
+                continue;
+            }
+            if !self.subscriber.add_slot(mid, kind) {
+                return Err(ClientError::TooManySlots { max: MAX_SLOTS });
+            }
+            self.subscriber.set_expecting(now, mid, true);
+        }
+        Ok(answer)
     }
 
     /// Whether an offer awaits its answer.
@@ -511,6 +581,7 @@ impl Client {
             rtt: self.rtt,
             transmits_dropped: self.transmits_dropped,
             bad_datagrams: self.bad_datagrams,
+            srtp_profile: self.srtp.profile(),
             driver: DriverStats::default(),
         }
     }
@@ -567,6 +638,18 @@ impl Client {
     fn handle_event(&mut self, now: Instant, e: Event) {
         match e {
             Event::Connected => {
+                if let Some(required) = self.srtp_required {
+                    let negotiated = self.srtp.profile();
+                    if negotiated != Some(required) {
+                        // No media under another cipher than the one being compared.
+                        self.rtc.disconnect();
+                        self.push_event(ClientEvent::SrtpRefused {
+                            required,
+                            negotiated,
+                        });
+                        return;
+                    }
+                }
                 self.connected_at.get_or_insert(now);
                 self.publisher.start(now);
                 self.push_event(ClientEvent::Connected);
@@ -598,4 +681,12 @@ impl Client {
             _ => {}
         }
     }
+}
+
+/// The `a=mid:` values of an SDP, in m-line order (bounded: one per possible slot).
+fn sdp_mids(sdp: &str) -> impl Iterator<Item = Mid> + '_ {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        .take(MAX_SLOTS + 2)
+        .map(Mid::from)
 }

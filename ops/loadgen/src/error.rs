@@ -11,6 +11,12 @@ pub enum ClientError {
     /// The answer's SDP did not parse.
     #[error("answer SDP does not parse: {0}")]
     BadAnswer(String),
+    /// The peer's offer SDP did not parse.
+    #[error("offer SDP does not parse: {0}")]
+    BadOffer(String),
+    /// A camera configuration the client cannot send.
+    #[error("bad video config: {0}")]
+    VideoConfig(String),
     /// `accept_answer` without an offer in flight.
     #[error("no offer is pending")]
     NoPendingOffer,

@@ -54,10 +54,12 @@ pub mod client;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod error;
+pub mod histogram;
 pub mod media;
 pub mod protocol;
 pub mod publisher;
 pub mod slot;
+pub mod srtp;
 pub mod stamp;
 pub mod subscriber;
 pub mod throttle;
@@ -67,11 +69,15 @@ pub use client::{
     Client, ClientConfig, ClientEvent, ClientStats, DriverStats, Input, Mids, Offer, Output,
 };
 #[cfg(feature = "driver")]
-pub use driver::{ClientHandle, ConnectOptions, DriverError, connect, connect_with};
+pub use driver::{
+    ClientHandle, ConnectOptions, DriverError, MediaHandle, MediaSession, connect, connect_with,
+};
 pub use error::ClientError;
+pub use histogram::Histogram;
 pub use media::{AudioConfig, LayerSpec, VideoConfig};
 pub use publisher::{LayerStats, Publisher, PublisherStats};
 pub use slot::{LatencyStats, SlotStats};
+pub use srtp::SrtpProfile;
 pub use stamp::Epoch;
 pub use subscriber::Subscriber;
 

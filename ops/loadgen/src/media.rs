@@ -57,6 +57,10 @@ pub struct VideoConfig {
     pub keyframe_ratio: u32,
     /// Temporal layers per simulcast layer: 1 (L1T1) or 3 (L1T3, TIDs 0,2,1,2).
     pub temporal_layers: u8,
+    /// Whether the layers go out as rid simulcast (`a=simulcast:send`). Without it the camera
+    /// must have exactly one layer, sent on the m-line's single SSRC as a browser without
+    /// simulcast does; its `rid` then only labels the layer's statistics.
+    pub simulcast: bool,
 }
 
 impl Default for VideoConfig {
@@ -71,6 +75,19 @@ impl Default for VideoConfig {
             keyframe_interval: Duration::from_secs(3),
             keyframe_ratio: 9,
             temporal_layers: 1,
+            simulcast: true,
+        }
+    }
+}
+
+impl VideoConfig {
+    /// One 640x360 VP8 layer at 1 Mbit/s and 30 fps, without simulcast: the camera the
+    /// forwarding benchmark sends to every SFU it compares, so none of them picks layers.
+    pub fn single_layer() -> Self {
+        VideoConfig {
+            layers: vec![LayerSpec::new("h", 640, 360, 1_000_000)],
+            simulcast: false,
+            ..VideoConfig::default()
         }
     }
 }

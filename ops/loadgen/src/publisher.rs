@@ -3,10 +3,11 @@
 //!
 //! The publisher turns frames from [`VideoSource`]/[`AudioSource`] into RTP packets the way a
 //! browser's RTP sender does: one SSRC per simulcast layer (str0m creates them from the
-//! negotiated `a=simulcast:send`), per-layer sequence numbers and random timestamp origins, VP8
-//! payload descriptors with PictureIDs, the marker bit on a frame's last packet, video packets
-//! NACK-able (str0m answers NACKs from its RTX cache) and audio not, audio level on every audio
-//! packet. It owns no `Rtc`: [`crate::Client`] polls it for packets and writes each
+//! negotiated `a=simulcast:send`; without simulcast, the m-line's one SSRC), per-layer sequence
+//! numbers and random timestamp origins, VP8 payload descriptors with PictureIDs, the marker bit
+//! on a frame's last packet, video packets NACK-able (str0m answers NACKs from its RTX cache)
+//! and audio not, audio level on every audio packet. It owns no `Rtc`: [`crate::Client`] polls
+//! it for packets and writes each
 //! packet through str0m's direct API.
 
 use std::collections::VecDeque;
@@ -167,6 +168,11 @@ impl Publisher {
         self.video.as_ref().map(|v| v.config())
     }
 
+    /// Whether the camera sends rid simulcast ([`VideoConfig::simulcast`]).
+    pub fn is_simulcast(&self) -> bool {
+        self.video_config().is_some_and(|v| v.simulcast)
+    }
+
     /// Whether it sends video.
     pub fn has_video(&self) -> bool {
         self.video.is_some()
@@ -283,11 +289,13 @@ impl Publisher {
             return;
         }
         let rid = s.rid.map(|r| r.to_string());
+        // Without simulcast the one layer has no rid on the wire.
+        let simulcast = self.is_simulcast();
         if let Some(l) = self
             .stats
             .layers
             .iter_mut()
-            .find(|l| rid.as_deref() == Some(l.rid.as_str()))
+            .find(|l| !simulcast || rid.as_deref() == Some(l.rid.as_str()))
         {
             l.nacks = s.nacks;
             l.loss = s.loss;
@@ -358,12 +366,13 @@ impl Publisher {
             self.stats.packets_unsendable += 1;
             return true;
         };
+        let simulcast = self.is_simulcast();
         let stats = &mut self.stats.layers[f.layer];
         let tx = &mut self.layer_tx[f.layer];
         stats.frames += 1;
         stats.keyframes += u64::from(f.keyframe);
         stats.frame_bytes += f.data.len() as u64;
-        let rid = Rid::from(stats.rid.as_str());
+        let rid = simulcast.then(|| Rid::from(stats.rid.as_str()));
         let ts = tx.ts_offset.wrapping_add(f.rtp_ticks as u32);
         let packets = vp8::packetize(&f.data, MAX_RTP_PAYLOAD, f.fields);
         let n = packets.len();
@@ -371,7 +380,7 @@ impl Publisher {
         for (i, payload) in packets.into_iter().enumerate() {
             self.queue.push_back(RtpOut {
                 mid,
-                rid: Some(rid),
+                rid,
                 pt,
                 seq: tx.next_seq(),
                 ts,

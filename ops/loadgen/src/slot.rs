@@ -13,6 +13,7 @@ use str0m::rtp::Ssrc;
 use str0m::stats::MediaIngressStats;
 
 use crate::assembler::{Assembler, Frame};
+use crate::histogram::Histogram;
 use crate::media::AUDIO_STAMP_OFFSET;
 use crate::protocol::Kind;
 use crate::stamp::{Epoch, Stamp};
@@ -37,6 +38,8 @@ pub struct LatencyStats {
     pub max: Duration,
     /// Sum, for the mean.
     pub sum: Duration,
+    /// Every sample, for percentiles (over one slot or, merged, over many).
+    pub histogram: Histogram,
 }
 
 impl LatencyStats {
@@ -48,6 +51,7 @@ impl LatencyStats {
         self.last = d;
         self.sum += d;
         self.count += 1;
+        self.histogram.record(d);
     }
 
     /// Mean latency (zero without samples).

@@ -1,39 +1,26 @@
 //! [`ClientHandle`]: the caller's side of a connected synthetic participant.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relay_proto::{ParticipantId, TrackId};
 use str0m::media::Mid;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant as TokioInstant;
 
 use super::DriverError;
-use super::shared::{Shared, lock};
+use super::media_handle::MediaHandle;
+use super::shared::lock;
 use super::task::Cmd;
 use crate::client::{ClientStats, Mids};
 use crate::protocol::{ClientMsg, ServerMsg, Snapshot};
 
-/// A connected synthetic participant. Dropping it stops its task (and so its media).
+/// A connected synthetic participant: its media task plus the meeting signaling. Dropping it
+/// stops the task (and so its media).
 #[derive(Debug)]
 pub struct ClientHandle {
-    pub(super) cmds: mpsc::Sender<Cmd>,
-    pub(super) shared: Arc<Shared>,
-    pub(super) task: Option<JoinHandle<()>>,
+    pub(super) media: MediaHandle,
     pub(super) snapshot: Snapshot,
-    pub(super) mids: Mutex<Mids>,
-    pub(super) local: SocketAddr,
-}
-
-impl Drop for ClientHandle {
-    fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
 }
 
 impl ClientHandle {
@@ -49,20 +36,24 @@ impl ClientHandle {
 
     /// Which m-line is what (our publications and recv slots).
     pub fn mids(&self) -> Mids {
-        lock(&self.mids).clone()
+        self.media.mids()
     }
 
     /// The UDP socket's address (our ICE host candidate).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.media.local_addr()
     }
 
-    fn stopped_error(&self) -> DriverError {
-        DriverError::Stopped(self.shared.stopped().unwrap_or_else(|| "task ended".into()))
+    /// The media task alone (stats, downlink limit, keyframes), as for a session negotiated
+    /// without Arbor's signaling.
+    pub fn media(&self) -> &MediaHandle {
+        &self.media
     }
 
-    async fn cmd(&self, cmd: Cmd) -> Result<(), DriverError> {
-        self.cmds.send(cmd).await.map_err(|_| self.stopped_error())
+    /// Keeps the media task (and the signaling socket it holds) and drops the meeting
+    /// bookkeeping, so Arbor participants and others can be driven as one fleet.
+    pub fn into_media(self) -> MediaHandle {
+        self.media
     }
 
     async fn send_tracked(
@@ -71,8 +62,8 @@ impl ClientHandle {
         expecting: Option<(Mid, bool)>,
     ) -> Result<(), DriverError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd(Cmd::Send(msg, expecting, tx)).await?;
-        rx.await.map_err(|_| self.stopped_error())?
+        self.media.cmd(Cmd::Send(msg, expecting, tx)).await?;
+        rx.await.map_err(|_| self.media.stopped_error())?
     }
 
     /// Sends any message (no slot bookkeeping).
@@ -139,38 +130,36 @@ impl ClientHandle {
     /// Adds recv slots with a new offer and waits for its answer; returns the new mids.
     pub async fn add_slots(&self, video: usize, audio: usize) -> Result<Mids, DriverError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd(Cmd::AddSlots(video, audio, tx)).await?;
-        let mids = rx.await.map_err(|_| self.stopped_error())??;
-        *lock(&self.mids) = mids.clone();
+        self.media.cmd(Cmd::AddSlots(video, audio, tx)).await?;
+        let mids = rx.await.map_err(|_| self.media.stopped_error())??;
+        *lock(&self.media.mids) = mids.clone();
         Ok(mids)
     }
 
     /// A snapshot of everything measured.
     pub async fn stats(&self) -> Result<ClientStats, DriverError> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd(Cmd::Stats(tx)).await?;
-        rx.await.map_err(|_| self.stopped_error())
+        self.media.stats().await
     }
 
     /// Limits the received bit rate (`None` lifts the limit), to emulate a downlink drop.
     pub async fn set_downlink_limit(&self, bps: Option<u64>) -> Result<(), DriverError> {
-        self.cmd(Cmd::SetDownlink(bps)).await
+        self.media.set_downlink_limit(bps).await
     }
 
     /// Switches the microphone between speaking (-20 dBov) and silent (-127 dBov).
     pub async fn set_speaking(&self, speaking: bool) -> Result<(), DriverError> {
-        self.cmd(Cmd::SetSpeaking(speaking)).await
+        self.media.set_speaking(speaking).await
     }
 
     /// Sends a PLI for slot `mid`.
     pub async fn request_keyframe(&self, mid: Mid) -> Result<(), DriverError> {
-        self.cmd(Cmd::RequestKeyframe(mid)).await
+        self.media.request_keyframe(mid).await
     }
 
     /// Every server message from now on. Slow readers lose old messages
     /// (`RecvError::Lagged`); [`ClientHandle::wait_for`] does not.
     pub fn events(&self) -> broadcast::Receiver<ServerMsg> {
-        self.shared.events.subscribe()
+        self.media.shared.events.subscribe()
     }
 
     /// The first server message matching `pred` that no earlier `wait_for` returned, waiting up
@@ -191,15 +180,16 @@ impl ClientHandle {
         pred: impl Fn(&ServerMsg) -> bool,
         timeout: Duration,
     ) -> Result<ServerMsg, DriverError> {
+        let shared = &self.media.shared;
         let deadline = TokioInstant::now() + timeout;
         loop {
-            let notified = self.shared.notify.notified();
+            let notified = shared.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(m) = self.shared.take_first(&pred) {
+            if let Some(m) = shared.take_first(&pred) {
                 return Ok(m);
             }
-            if let Some(reason) = self.shared.stopped() {
+            if let Some(reason) = shared.stopped() {
                 return Err(DriverError::Stopped(reason));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -214,41 +204,16 @@ impl ClientHandle {
     /// Marks every server message received so far as returned: the next `wait_for` only
     /// sees messages that arrive after this call.
     pub fn skip_received(&self) {
-        self.shared.skip_all();
+        self.media.shared.skip_all();
     }
 
     /// Waits until ICE and DTLS are up.
     pub async fn wait_media_connected(&self, timeout: Duration) -> Result<(), DriverError> {
-        let deadline = TokioInstant::now() + timeout;
-        loop {
-            let notified = self.shared.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.shared.media_connected.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            if let Some(reason) = self.shared.stopped() {
-                return Err(DriverError::Stopped(reason));
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(DriverError::Timeout {
-                    what: "ICE/DTLS to connect".into(),
-                    after: timeout,
-                });
-            }
-        }
+        self.media.wait_media_connected(timeout).await
     }
 
     /// Sends `leave`, closes the socket and stops the task.
-    pub async fn close(mut self) -> Result<(), DriverError> {
-        let (tx, rx) = oneshot::channel();
-        if self.cmds.send(Cmd::Close(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = t.await;
-        }
-        Ok(())
+    pub async fn close(self) -> Result<(), DriverError> {
+        self.media.close().await
     }
 }

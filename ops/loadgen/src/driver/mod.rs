@@ -1,4 +1,5 @@
-//! The tokio driver: one synthetic participant against a real edge.
+//! The tokio driver: one synthetic participant against a real edge (or, signaled by someone
+//! else, against any SFU: [`MediaSession`]).
 //!
 //! [`connect`] speaks the signaling protocol over a WebSocket to the edge's `/v1/rtc` (`join`,
 //! `joined`, `offer`, `answer`), binds a UDP socket (on loopback by default) as the client's
@@ -12,6 +13,10 @@
 //! Every server message is kept (bounded) in arrival order: [`ClientHandle::wait_for`] finds the
 //! first one not yet returned that matches, including messages that arrived before the call, so
 //! tests do not race the edge.
+//!
+//! [`MediaSession`] is the same media task without Arbor's signaling: the caller exchanges SDP
+//! (as offerer or answerer) and gets a [`MediaHandle`] with the same statistics;
+//! [`ClientHandle::media`] is that handle for an Arbor participant.
 //!
 //! ```no_run
 //! # async fn demo(url: &str, pub_token: &str, sub_token: &str) -> Result<(), arbor_loadgen::DriverError> {
@@ -37,29 +42,29 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::net::TcpStream;
 use tokio::time::Instant as TokioInstant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::client::{Client, ClientConfig, DriverStats};
+use crate::client::ClientConfig;
 use crate::error::ClientError;
 use crate::protocol::{ClientMsg, ErrorCode, ServerMsg};
-use crate::throttle::Throttle;
-use shared::{Log, Shared};
-use task::Task;
+use shared::Shared;
 
 mod handle;
+mod media_handle;
+mod session;
 mod shared;
 mod task;
 
 pub use handle::ClientHandle;
+pub use media_handle::MediaHandle;
+pub use session::MediaSession;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -162,14 +167,7 @@ pub async fn connect_with(
             after: timeout,
         })?
         .map_err(|e| ws_err(e.to_string()))?;
-    let (events, _) = broadcast::channel(1024);
-    let shared = Arc::new(Shared {
-        log: Mutex::new(Log::default()),
-        notify: Notify::new(),
-        events,
-        media_connected: AtomicBool::new(false),
-        stopped: Mutex::new(None),
-    });
+    let shared = Arc::new(Shared::new());
 
     let join = ClientMsg::Join {
         token: token.to_string(),
@@ -186,12 +184,9 @@ pub async fn connect_with(
         unreachable!("await_msg returned a message its predicate rejected");
     };
 
-    let socket = UdpSocket::bind(options.bind).await?;
-    let local = socket.local_addr()?;
-    let now = TokioInstant::now().into_std();
-    let mut client = Client::new(now, config);
-    client.add_local_candidate(now, local)?;
-    let offer = client.create_offer(now)?;
+    let mut session = MediaSession::bind(options.bind, config).await?;
+    session.set_downlink_limit(options.downlink_limit_bps);
+    let offer = session.create_offer()?;
     send_msg(&mut ws, &offer.to_msg())
         .await
         .map_err(|e| ws_err(e.to_string()))?;
@@ -200,35 +195,11 @@ pub async fn connect_with(
     })
     .await?;
     if let ServerMsg::Answer { sdp } = answer {
-        client.accept_answer(TokioInstant::now().into_std(), &sdp)?;
+        session.accept_answer(&sdp)?;
     }
-    let mids = client.mids();
-
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let mut throttle = Throttle::new(None);
-    throttle.set_rate(now, options.downlink_limit_bps);
-    let task = Task {
-        client,
-        socket,
-        local,
-        ws: Some(ws),
-        throttle,
-        cmds: cmd_rx,
-        shared: shared.clone(),
-        add_slots_reply: None,
-        stats: DriverStats {
-            signaling_open: true,
-            ..Default::default()
-        },
-    };
-    let join = tokio::spawn(task.run());
     Ok(ClientHandle {
-        cmds: cmd_tx,
-        shared,
-        task: Some(join),
+        media: session.start_with(Some(ws), shared),
         snapshot: *snapshot,
-        mids: Mutex::new(mids),
-        local,
     })
 }
 

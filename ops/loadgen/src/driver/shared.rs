@@ -7,6 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::{Notify, broadcast};
 
 use super::MAX_LOGGED_MESSAGES;
+
+/// Server messages an [`super::ClientHandle::events`] receiver may fall behind before it
+/// loses the oldest.
+const MAX_EVENT_SUBSCRIBER_LAG: usize = 1024;
 use crate::protocol::ServerMsg;
 
 #[derive(Debug, Default)]
@@ -30,6 +34,16 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    pub(super) fn new() -> Self {
+        Shared {
+            log: Mutex::new(Log::default()),
+            notify: Notify::new(),
+            events: broadcast::channel(MAX_EVENT_SUBSCRIBER_LAG).0,
+            media_connected: AtomicBool::new(false),
+            stopped: Mutex::new(None),
+        }
+    }
+
     pub(super) fn push(&self, msg: ServerMsg, consumed: bool) {
         {
             let mut log = lock(&self.log);

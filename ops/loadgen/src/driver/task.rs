@@ -48,6 +48,8 @@ pub(super) struct Task {
     pub(super) shared: Arc<Shared>,
     pub(super) add_slots_reply: Option<oneshot::Sender<Result<Mids, DriverError>>>,
     pub(super) stats: DriverStats,
+    /// Why the client closed the peer connection itself, if it did.
+    pub(super) close_reason: Option<String>,
 }
 
 fn now_std() -> std::time::Instant {
@@ -66,7 +68,10 @@ impl Task {
         loop {
             let deadline = self.flush();
             if !self.client.is_alive() {
-                return "the peer connection closed".into();
+                return self
+                    .close_reason
+                    .take()
+                    .unwrap_or_else(|| "the peer connection closed".into());
             }
             let wake = self
                 .throttle
@@ -131,9 +136,23 @@ impl Task {
     /// Sends everything queued; returns the client's next deadline.
     fn flush(&mut self) -> std::time::Instant {
         while let Some(e) = self.client.poll_event() {
-            if e == ClientEvent::Connected {
-                self.shared.media_connected.store(true, Ordering::Release);
-                self.shared.notify.notify_waiters();
+            match e {
+                ClientEvent::Connected => {
+                    self.shared.media_connected.store(true, Ordering::Release);
+                    self.shared.notify.notify_waiters();
+                }
+                ClientEvent::SrtpRefused {
+                    required,
+                    negotiated,
+                } => {
+                    let negotiated = negotiated.map_or("a profile str0m cannot name".into(), |p| {
+                        p.name().to_string()
+                    });
+                    self.close_reason = Some(format!(
+                        "DTLS negotiated {negotiated}, but the session is pinned to {required}"
+                    ));
+                }
+                ClientEvent::IceState(_) | ClientEvent::Closed => {}
             }
         }
         loop {

@@ -1,0 +1,10 @@
+//! The load generator fleet behind `arbor load` and `arbor bench`: a [`LoadSpec`] is planned
+//! into seats ([`plan`]), run against real edges ([`run()`]) and aggregated into a [`Report`].
+
+pub mod plan;
+pub mod report;
+pub mod run;
+
+pub use plan::{Camera, LoadSpec, PlanError, Seat, SeatRole, Target, plan};
+pub use report::{Outcome, Percentiles, Report, aggregate};
+pub use run::{Auth, LoadError, Phase, Progress, Window, run, run_with};

@@ -1,0 +1,218 @@
+//! The forwarding scenario: one publisher (one 640x360 VP8 layer at 1 Mbit/s and Opus) and N
+//! subscribers on one SFU, N stepped up until subscribers lose more than
+//! [`MAX_LOSS_PCT`] or the machine's CPU saturates. Each step reports egress packets per
+//! second and per CPU-second of the SFU process, loss and one-way latency.
+
+use std::time::Duration;
+
+use arbor_bench::cpu::{self, MachineCpu};
+use arbor_bench::load::{Auth, Camera, LoadSpec, Report, Target, Window, run_with};
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// Loss above which a step ends the ramp (DESIGN.md §6's scale bound).
+pub const MAX_LOSS_PCT: f64 = 0.5;
+/// Share of the machine's cores the SFU and the load generator together may use before the
+/// ramp ends: beyond it they compete for CPU and the figures measure the machine, not the
+/// SFU. (The whole machine's CPU is reported too, but other tenants share it.)
+pub const MAX_CPU_SHARE: f64 = 0.9;
+
+/// One step of the ramp.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub subscribers: usize,
+    /// Packets the subscribers received per second (the SFU's egress).
+    pub egress_pps: f64,
+    /// Egress media, Mbit/s.
+    pub egress_mbps: f64,
+    /// The SFU process's CPU, in cores (1.0 = one core busy).
+    pub sfu_cores: f64,
+    /// Egress packets per CPU-second of the SFU.
+    pub pps_per_cpu_s: f64,
+    pub loss_pct: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    /// The load generator's CPU (this process), in cores.
+    pub loadgen_cores: f64,
+    /// The whole machine's CPU over the window, 0 to 1 (other tenants included).
+    pub machine_busy: f64,
+    pub failed_joins: usize,
+}
+
+impl Step {
+    /// Whether the ramp stops after this step, and why.
+    pub fn limit(&self) -> Option<String> {
+        if self.failed_joins > 0 {
+            return Some(format!("{} subscribers failed to join", self.failed_joins));
+        }
+        if self.loss_pct > MAX_LOSS_PCT {
+            return Some(format!("loss {:.2}% > {MAX_LOSS_PCT}%", self.loss_pct));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let used = self.sfu_cores + self.loadgen_cores;
+        if used > MAX_CPU_SHARE * cores {
+            return Some(format!(
+                "the SFU and the load generator used {used:.2} of {cores} cores"
+            ));
+        }
+        None
+    }
+}
+
+/// Where the SFU under test is, and how to join it.
+#[derive(Debug, Clone)]
+pub struct Sfu {
+    /// The process whose CPU is measured.
+    pub pid: u32,
+    pub target: Target,
+    pub auth: Auth,
+    /// Address the clients bind.
+    pub client_ip: std::net::IpAddr,
+}
+
+/// One step against `sfu`: `subscribers` join meeting `meeting`, are measured for `window`
+/// and leave.
+pub async fn step(
+    sfu: &Sfu,
+    meeting: &str,
+    subscribers: usize,
+    window: Duration,
+) -> anyhow::Result<Step> {
+    let spec = LoadSpec {
+        meeting: meeting.parse()?,
+        publishers: 1,
+        subscribers,
+        camera: Camera::Single,
+        publisher_edges: vec![0],
+        subscriber_edges: vec![0],
+        video_slots: 1,
+        audio_slots: 1,
+        max_height: 360,
+        join_rate_per_s: 200.0,
+        duration: window,
+        bind_ip: sfu.client_ip,
+    };
+    let mut probe = CpuProbe::new(sfu.pid);
+    let report = run_with(
+        &spec,
+        std::slice::from_ref(&sfu.target),
+        &sfu.auth,
+        |_| {},
+        &mut probe,
+    )
+    .await?;
+    let cpu = probe.result()?;
+    Ok(summarize(subscribers, &report, &cpu))
+}
+
+fn summarize(subscribers: usize, r: &Report, cpu: &WindowCpu) -> Step {
+    let cpu_s = cpu.sfu_s;
+    let secs = r.measured_s.max(1e-9);
+    let egress_pps = r.subscriber_packets as f64 / secs;
+    Step {
+        subscribers,
+        egress_pps,
+        egress_mbps: r.ingress_mbps,
+        sfu_cores: cpu_s / secs,
+        loadgen_cores: cpu.loadgen_s / secs,
+        pps_per_cpu_s: if cpu_s > 0.0 {
+            r.subscriber_packets as f64 / cpu_s
+        } else {
+            0.0
+        },
+        loss_pct: r.loss_pct,
+        latency_p50_ms: r.latency.p50_ms,
+        latency_p99_ms: r.latency.p99_ms,
+        machine_busy: cpu.machine_busy,
+        failed_joins: r.failed,
+    }
+}
+
+/// CPU used over a load window.
+#[derive(Debug, Clone, Copy)]
+struct WindowCpu {
+    sfu_s: f64,
+    loadgen_s: f64,
+    machine_busy: f64,
+}
+
+/// A reading of the SFU's, this process's and the machine's CPU.
+type Reading = (Duration, Duration, MachineCpu);
+
+/// Reads the CPU when the load window starts and ends.
+struct CpuProbe {
+    pid: u32,
+    start: Option<Reading>,
+    end: Option<anyhow::Result<WindowCpu>>,
+}
+
+impl CpuProbe {
+    fn new(pid: u32) -> Self {
+        CpuProbe {
+            pid,
+            start: None,
+            end: None,
+        }
+    }
+
+    fn read(&self) -> anyhow::Result<Reading> {
+        Ok((
+            cpu::process(self.pid)?,
+            cpu::process(std::process::id())?,
+            cpu::machine()?,
+        ))
+    }
+
+    fn result(self) -> anyhow::Result<WindowCpu> {
+        self.end
+            .unwrap_or_else(|| Err(anyhow::anyhow!("the load window never ended")))
+    }
+}
+
+impl Window for CpuProbe {
+    fn started(&mut self) {
+        self.start = self.read().ok();
+    }
+
+    fn ended(&mut self) {
+        let Some((sfu0, own0, m0)) = self.start else {
+            self.end = Some(Err(anyhow::anyhow!(
+                "cannot read the CPU of pid {}",
+                self.pid
+            )));
+            return;
+        };
+        self.end = Some(self.read().map(|(sfu1, own1, m1)| WindowCpu {
+            sfu_s: sfu1.saturating_sub(sfu0).as_secs_f64(),
+            loadgen_s: own1.saturating_sub(own0).as_secs_f64(),
+            machine_busy: m1.busy_since(&m0),
+        }));
+    }
+}
+
+/// Steps through `counts` until a step hits a limit; returns the steps run and the limit.
+pub async fn ramp(
+    sfu: &Sfu,
+    counts: &[usize],
+    window: Duration,
+    mut on_step: impl FnMut(&Step),
+) -> anyhow::Result<(Vec<Step>, Option<String>)> {
+    let mut steps = Vec::new();
+    let started = Instant::now();
+    for (i, &n) in counts.iter().enumerate() {
+        let s = step(
+            sfu,
+            &format!("fwd-{}-{i}", started.elapsed().as_millis()),
+            n,
+            window,
+        )
+        .await?;
+        on_step(&s);
+        let limit = s.limit();
+        steps.push(s);
+        if limit.is_some() {
+            return Ok((steps, limit));
+        }
+    }
+    Ok((steps, None))
+}
