@@ -3,7 +3,7 @@
 #
 #   ops/test.sh
 #
-# Installs what the tests need when it is missing (Debian chromium, cargo-nextest, a nightly
+# Installs what the tests need when it is missing (Debian chromium and janus, cargo-nextest, a nightly
 # toolchain and cargo-fuzz; the browser suite installs its npm and pip packages itself), then:
 #   1. formatting and clippy (warnings are errors)
 #   2. the sans-IO boundary: core crates must not depend on tokio
@@ -22,9 +22,18 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 as_root() { if [[ "$(id -u)" -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 step "dependencies"
-if ! [[ -x /usr/lib/chromium/chromium ]]; then
+# Chromium for the browser suite; Janus, the benchmark peer (its package would start a
+# system-wide service: policy-rc.d keeps the installer from starting it).
+if ! [[ -x /usr/lib/chromium/chromium ]] || ! command -v janus >/dev/null; then
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  made_policy=false
+  if ! [[ -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    made_policy=true
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium janus >/dev/null
+  if $made_policy; then as_root rm -f /usr/sbin/policy-rc.d; fi
 fi
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

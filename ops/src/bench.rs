@@ -47,7 +47,12 @@ async fn arbor_ramp(
     dir: &Path,
     bins: &Bins,
 ) -> anyhow::Result<(Vec<Step>, Option<String>)> {
-    let running = up::start(Plan::new(1, IpBase(0), false), dir, bins).await?;
+    let largest = args.subscribers.iter().max().copied().unwrap_or(0);
+    let settings = [(
+        "ARBOR_LIMITS_MAX_PARTICIPANTS".to_owned(),
+        (largest + 1).max(100).to_string(),
+    )];
+    let running = up::start(Plan::new(1, IpBase(0), false), dir, bins, &settings).await?;
     let edge = &running.cluster.edges[0];
     let sfu = Sfu {
         pid: edge.pid,

@@ -77,10 +77,17 @@ pub struct Running {
 }
 
 /// Starts the cluster `plan` describes in `data_dir`, as `arbor up` does, and returns once
-/// every edge is registered, without supervising it or waiting for a signal.
-pub async fn start(plan: Plan, data_dir: &Path, bins: &Bins) -> anyhow::Result<Running> {
+/// every edge is registered, without supervising it or waiting for a signal. `edge_settings`
+/// are `ARBOR_<SECTION>_<KEY>` pairs applied to every edge after the environment's
+/// (`ARBOR_LIMITS_MAX_PARTICIPANTS` for a benchmark's large meeting).
+pub async fn start(
+    plan: Plan,
+    data_dir: &Path,
+    bins: &Bins,
+    edge_settings: &[(String, String)],
+) -> anyhow::Result<Running> {
     refuse_if_taken(&plan).await?;
-    let prepared = prepare(plan, data_dir)?;
+    let prepared = prepare(plan, data_dir, edge_settings)?;
     let proxies = start_proxies(&prepared.plan).await?;
     let mut procs = Vec::new();
     if let Err(e) = start_processes(&prepared, bins, &mut procs).await {
@@ -141,7 +148,7 @@ async fn up(args: &UpArgs, data_dir: &Path, bins: &Bins) -> anyhow::Result<ExitC
     let mut shutdown = Shutdown::listen()?;
     let plan = Plan::new(args.edges, args.ip_base, !args.no_impair);
     refuse_if_taken(&plan).await?;
-    let prepared = prepare(plan, data_dir)?;
+    let prepared = prepare(plan, data_dir, &[])?;
     let proxies = start_proxies(&prepared.plan).await?;
     let mut procs = Vec::new();
     let result = run_cluster(
@@ -175,7 +182,11 @@ async fn refuse_if_taken(plan: &Plan) -> anyhow::Result<()> {
 
 /// Creates the data directory, the credentials, the PKI and every config file; removes the
 /// previous cluster's origin database (each `arbor up` is a fresh cluster).
-fn prepare(plan: Plan, data_dir: &Path) -> anyhow::Result<Prepared> {
+fn prepare(
+    plan: Plan,
+    data_dir: &Path,
+    edge_settings: &[(String, String)],
+) -> anyhow::Result<Prepared> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let dir = std::fs::canonicalize(data_dir)
@@ -199,7 +210,9 @@ fn prepare(plan: Plan, data_dir: &Path) -> anyhow::Result<Prepared> {
     let origin_env: Vec<_> = arbor_origin::config::process_env().collect();
     let origin = plan.origin_config(creds, &pki_dir, &store, &origin_env)?;
     cluster::write_private(&dir.join("origin.toml"), origin.to_toml().as_bytes())?;
-    let edge_env: Vec<_> = edge_config::process_env().collect();
+    let edge_env: Vec<_> = edge_config::process_env()
+        .chain(edge_settings.iter().cloned())
+        .collect();
     for edge in &plan.edges {
         let cfg = plan.edge_config(edge, creds, &pki_dir, &edge_env)?;
         let path = dir.join(format!("edge-{}.toml", edge.id));

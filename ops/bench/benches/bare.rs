@@ -19,15 +19,16 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let egress_pps = args.first().copied().unwrap_or(250_000);
     let seconds = args.get(1).copied().unwrap_or(5);
-    println!(
-        "subs  gso  offered/s  ingress/s   egress/s  fwd CPU  egress/CPU-s  loss%  pkt/call"
-    );
+    // Sinks that sleep 1 ms between drains instead of blocking: see `SinkConfig::poll_interval`.
+    let sink_poll = std::env::var_os("BARE_SINK_POLL").map(|_| Duration::from_millis(1));
+    println!("subs  gso  offered/s  ingress/s   egress/s  fwd CPU  egress/CPU-s  loss%  pkt/call");
     let mut runs = Vec::new();
     for subscribers in SUBSCRIBERS {
         for gso in [false, true] {
             let pps = u32::try_from(egress_pps / subscribers as u64)?.max(1);
             let mut options = MeasureOptions::new(subscribers, pps, Duration::from_secs(seconds));
             options.gso = gso;
+            options.sink_poll = sink_poll;
             let m = measure_with(&options)?;
             println!(
                 "{:>4}  {:>3}  {:>9}  {:>9.0}  {:>9.0}  {:>6.1}%  {:>12.0}  {:>5.2}  {:>8.1}",

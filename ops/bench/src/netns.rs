@@ -41,20 +41,42 @@ pub const CLIENT_LINK: &str = "arbor1";
 /// The `ip` invocations that set the namespace up, in order.
 const SETUP: [&[&str]; 6] = [
     &["link", "set", "lo", "up"],
-    &["link", "add", SFU_LINK, "type", "veth", "peer", "name", CLIENT_LINK],
+    &[
+        "link",
+        "add",
+        SFU_LINK,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        CLIENT_LINK,
+    ],
     &["addr", "add", "10.77.0.1/24", "dev", SFU_LINK],
     &["addr", "add", "10.77.0.2/24", "dev", CLIENT_LINK],
     &["link", "set", SFU_LINK, "up"],
     &["link", "set", CLIENT_LINK, "up"],
 ];
 
+/// Kernel settings (under `/proc/sys/net/ipv4/conf/`) that let the two ends talk over the
+/// veth pair as well as over the local route. Plain sockets reach one address from the other
+/// through `lo`, but Janus's ICE sockets send out of the interface holding their address
+/// (seen: its packets to [`CLIENT_ADDR`] queued on `arbor0` behind an unanswered ARP request),
+/// so they cross the pair and arrive with a source address the namespace owns itself. Linux
+/// drops those, and ARP requests from them, unless `accept_local` is on and reverse-path
+/// filtering is off.
+const SYSCTLS: [(&str, &str); 5] = [
+    ("all/rp_filter", "0"),
+    ("arbor0/rp_filter", "0"),
+    ("arbor1/rp_filter", "0"),
+    ("arbor0/accept_local", "1"),
+    ("arbor1/accept_local", "1"),
+];
+
 /// Why the namespace could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     /// `unshare` was refused: not root.
-    #[error(
-        "creating a network namespace needs root (CAP_SYS_ADMIN): run the bench as root ({0})"
-    )]
+    #[error("creating a network namespace needs root (CAP_SYS_ADMIN): run the bench as root ({0})")]
     NotPermitted(io::Error),
     /// `unshare` failed for another reason (a kernel without network namespaces, ...).
     #[error("unshare(CLONE_NEWNET): {0}")]
@@ -62,6 +84,16 @@ pub enum NetnsError {
     /// `ip` is not installed.
     #[error("`ip` not found: install iproute2 (`apt-get install iproute2`)")]
     NoIp,
+    /// A kernel setting could not be written.
+    #[error("setting {path} to {value}: {source}")]
+    Sysctl {
+        /// The `/proc/sys` path.
+        path: String,
+        /// The value.
+        value: String,
+        /// The cause.
+        source: io::Error,
+    },
     /// An `ip` command failed.
     #[error("`ip {args}` failed: {reason}")]
     Ip {
@@ -81,7 +113,8 @@ pub struct Namespace {
 
 impl Namespace {
     /// Moves the calling thread into a new network namespace and sets it up: `lo` up, the veth
-    /// pair [`SFU_LINK`]/[`CLIENT_LINK`] with [`SFU_ADDR`] and [`CLIENT_ADDR`], both up.
+    /// pair [`SFU_LINK`]/[`CLIENT_LINK`] with [`SFU_ADDR`] and [`CLIENT_ADDR`], both up, and
+    /// packets between the two addresses accepted whichever way they travel.
     pub fn enter() -> Result<Namespace, NetnsError> {
         // `unshare` is deprecated in favour of `unshare_unsafe` only because unsharing the file
         // table (CLONE_FILES) can invalidate descriptors other threads hold; a network
@@ -96,6 +129,15 @@ impl Namespace {
         })?;
         for args in SETUP {
             ip(args)?;
+        }
+        for (key, value) in SYSCTLS {
+            // `/proc/sys/net` shows the writing thread's namespace.
+            let path = format!("/proc/sys/net/ipv4/conf/{key}");
+            std::fs::write(&path, value).map_err(|source| NetnsError::Sysctl {
+                path,
+                value: value.to_string(),
+                source,
+            })?;
         }
         Ok(Namespace {
             id: current_id().unwrap_or_default(),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use arbor_bench::bare::rtp::Header;
 use arbor_bench::bare::srtp::SrtpError;
 use arbor_bench::bare::{
-    FeedConfig, Feeder, Forwarder, ForwarderConfig, MasterKey, MeasureOptions, Script,
-    SinkConfig, Sinks, SrtpContext, Subscriber, measure_with,
+    FeedConfig, Feeder, Forwarder, ForwarderConfig, MasterKey, MeasureOptions, Script, SinkConfig,
+    Sinks, SrtpContext, Subscriber, measure_with,
 };
 use arbor_loadgen::{AudioConfig, SrtpProfile, VideoConfig};
 use rand::SeedableRng;
@@ -53,12 +53,8 @@ fn every_packet_arrives(profile: SrtpProfile, gso: bool, seed: u64) {
     config.gso = gso;
     config.seed = seed;
     let forwarder = Forwarder::spawn(&config).unwrap();
-    let script = Arc::new(Script::new(
-        &VideoConfig::single_layer(),
-        &AudioConfig::default(),
-        seed,
-    )
-    .unwrap());
+    let script =
+        Arc::new(Script::new(&VideoConfig::single_layer(), &AudioConfig::default(), seed).unwrap());
     let mut feed = FeedConfig::new(forwarder.local_addr(), publisher, PPS, script.clone());
     feed.limit = Some(PACKETS);
     feed.seed = seed;
@@ -94,13 +90,14 @@ fn every_packet_arrives(profile: SrtpProfile, gso: bool, seed: u64) {
         assert_eq!((s.expected, s.missing), (PACKETS, 0), "sink {n}");
         assert_eq!((s.gaps, s.late, s.malformed), (0, 0, 0), "sink {n}");
     }
+    let mut first_seqs = std::collections::HashSet::new();
     for (n, sub) in subscribers.iter().enumerate() {
         let mut ctx = SrtpContext::new(&sub.keys).unwrap();
         // Another subscriber's keys do not open this subscriber's packets.
         let other = &subscribers[(n + 1) % SUBSCRIBERS].keys;
         let mut wrong = SrtpContext::new(other).unwrap();
         assert_eq!(samples[n].len(), 16, "sink {n} keeps MAX_SAMPLES");
-        for sample in &samples[n] {
+        for (i, sample) in samples[n].iter().enumerate() {
             let mut bytes = sample.clone();
             assert_eq!(
                 wrong.unprotect_rtp(&mut bytes),
@@ -110,6 +107,9 @@ fn every_packet_arrives(profile: SrtpProfile, gso: bool, seed: u64) {
             let mut bytes = sample.clone();
             let len = ctx.unprotect_rtp(&mut bytes).unwrap();
             let h = Header::parse(&bytes[..len]).unwrap();
+            if i == 0 {
+                first_seqs.insert(h.seq);
+            }
             assert!(
                 h.ssrc == sub.ssrc || h.ssrc == sub.ssrc + 1,
                 "sink {n}: SSRC {}",
@@ -124,6 +124,8 @@ fn every_packet_arrives(profile: SrtpProfile, gso: bool, seed: u64) {
             assert_ne!(&sample[h.len..len], payload, "sink {n}");
         }
     }
+    // Sequence numbers are rewritten per subscriber: the first packet's differ.
+    assert_eq!(first_seqs.len(), SUBSCRIBERS);
 }
 
 #[test]
@@ -202,7 +204,10 @@ fn forged_foreign_and_garbage_packets_are_dropped_and_counted() {
     assert_eq!(stats.dropped_in, 4);
     assert_eq!(stats.packets_out, 4);
     let sinks = sinks.stop().unwrap();
-    assert!(sinks.iter().all(|s| s.packets == 2 && s.gaps == 1), "{sinks:?}");
+    assert!(
+        sinks.iter().all(|s| s.packets == 2 && s.gaps == 1),
+        "{sinks:?}"
+    );
 }
 
 #[test]
@@ -219,8 +224,6 @@ fn measure_accounts_for_every_packet() {
     assert_eq!(f.dropped_in + f.send_errors + f.protect_errors, 0);
     assert_eq!(f.packets_out, f.packets_in * 10);
     assert!(m.egress_pps > 0.0 && m.cpu_s > 0.0 && m.window_s >= 1.0);
-    assert!(
-        (m.egress_pps_per_cpu_s - m.egress_pps * m.window_s / m.cpu_s).abs() < 1e-6
-    );
+    assert!((m.egress_pps_per_cpu_s - m.egress_pps * m.window_s / m.cpu_s).abs() < 1e-6);
     assert!(m.mean_datagram_bytes > 100.0 && m.mean_datagram_bytes < 1100.0);
 }

@@ -31,6 +31,11 @@ const POLL: Duration = Duration::from_millis(100);
 /// afterwards (so its threads, and Janus, are inside).
 fn in_namespace<F: Future>(test: impl FnOnce(Namespace) -> F) -> F::Output {
     let ns = Namespace::enter().expect("network namespace (run the tests as root)");
+    // `RUST_LOG=str0m=debug,arbor_bench=debug` shows the clients' ICE and the Janus API.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -50,7 +55,11 @@ fn janus_dir(name: &str) -> PathBuf {
 fn janus_processes_in(ns: &Namespace) -> Vec<u32> {
     let mut pids = vec![];
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
@@ -108,12 +117,8 @@ fn one_publisher_fans_out_to_three_subscribers_on_the_pinned_profile() {
         camera.video = Some(VideoConfig::single_layer());
         camera.source_id = 7;
         camera.srtp_profile = Some(DEFAULT_PROFILE);
+        // Returns once Janus has the feed up.
         let publisher = room.publisher(camera).await.unwrap();
-        publisher
-            .media()
-            .wait_media_connected(CONNECT_TIMEOUT)
-            .await
-            .unwrap();
         let feed = publisher.feed().unwrap();
 
         let mut subs = vec![];
@@ -124,12 +129,8 @@ fn one_publisher_fans_out_to_three_subscribers_on_the_pinned_profile() {
             subs.push(room.subscriber(feed, config).await.unwrap());
         }
         for s in &subs {
-            s.media().wait_media_connected(CONNECT_TIMEOUT).await.unwrap();
-            // Janus's own notice that the PeerConnection is up, through the long-poll.
-            s.handle()
-                .wait_event("webrtcup", |e| e["janus"] == "webrtcup", CONNECT_TIMEOUT)
-                .await
-                .unwrap();
+            // Ours, and Janus's `webrtcup` through the long-poll.
+            s.wait_connected(CONNECT_TIMEOUT).await.unwrap();
         }
         let connected = started.elapsed();
 
@@ -138,13 +139,21 @@ fn one_publisher_fans_out_to_three_subscribers_on_the_pinned_profile() {
             let v = video(s);
             assert_eq!(v.source, Some(7), "{v:#?}");
             assert_eq!((v.width, v.height), (Some(640), Some(360)), "{v:#?}");
-            let audio = s.slots.iter().find(|s| s.kind == Some(Kind::Audio)).unwrap();
+            let audio = s
+                .slots
+                .iter()
+                .find(|s| s.kind == Some(Kind::Audio))
+                .unwrap();
             assert!(audio.frames > 0, "{audio:#?}");
             assert_eq!(s.srtp_profile, Some(DEFAULT_PROFILE));
         }
         let sent = publisher.media().stats().await.unwrap();
         assert_eq!(sent.srtp_profile, Some(DEFAULT_PROFILE));
-        assert_eq!(sent.publisher.packets_unsendable, 0, "{:#?}", sent.publisher);
+        assert_eq!(
+            sent.publisher.packets_unsendable, 0,
+            "{:#?}",
+            sent.publisher
+        );
 
         // Janus's side of every leg: the same profile, and packets in (publisher) or out.
         let info = room.handle_info(&publisher).await.unwrap();
@@ -183,7 +192,9 @@ fn bad_inputs_get_clear_errors() {
             binary: "/nonexistent/janus".into(),
             ..JanusConfig::default()
         };
-        let err = Janus::start(&janus_dir("missing"), missing).await.unwrap_err();
+        let err = Janus::start(&janus_dir("missing"), missing)
+            .await
+            .unwrap_err();
         assert!(matches!(err, JanusError::NotInstalled { .. }), "{err}");
         assert!(err.to_string().contains("apt-get install janus"), "{err}");
 
@@ -194,7 +205,10 @@ fn bad_inputs_get_clear_errors() {
         let err = Janus::start(&janus_dir("second"), JanusConfig::default())
             .await
             .unwrap_err();
-        assert!(matches!(err, JanusError::PortTaken { port: 8088, .. }), "{err}");
+        assert!(
+            matches!(err, JanusError::PortTaken { port: 8088, .. }),
+            "{err}"
+        );
 
         let room = JanusRoom::create(&janus, RoomConfig::default())
             .await

@@ -27,7 +27,10 @@ fn both_addresses_answer_a_udp_round_trip() {
 
     client.send_to(b"ping", sfu.local_addr().unwrap()).unwrap();
     let (n, from) = sfu.recv_from(&mut buf).unwrap();
-    assert_eq!((&buf[..n], from), (&b"ping"[..], client.local_addr().unwrap()));
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"ping"[..], client.local_addr().unwrap())
+    );
 
     sfu.send_to(b"pong", from).unwrap();
     let (n, from) = client.recv_from(&mut buf).unwrap();
@@ -57,10 +60,7 @@ fn the_hosts_sockets_are_out_of_reach() {
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
 
     // And the host's sockets saw nothing.
-    assert_eq!(
-        host_tcp.accept().unwrap_err().kind(),
-        ErrorKind::WouldBlock
-    );
+    assert_eq!(host_tcp.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
     assert_eq!(
         host_udp.recv(&mut [0u8; 16]).unwrap_err().kind(),
         ErrorKind::WouldBlock
@@ -86,4 +86,32 @@ fn threads_started_afterwards_inherit_it_and_earlier_ones_do_not() {
         .join()
         .unwrap();
     assert!(bound);
+}
+
+#[test]
+fn the_veth_path_accepts_local_sources_in_the_namespace_only() {
+    let read = |key: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{key}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    // A thread started before entering stays in the host's namespace, whose settings have no
+    // veth pair: the writes went to the namespace's own `/proc/sys/net`.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let host = std::thread::spawn(move || {
+        wait.recv().unwrap();
+        std::path::Path::new("/proc/sys/net/ipv4/conf/arbor0").exists()
+    });
+    let _ns = Namespace::enter().unwrap();
+    assert_eq!(read("all/rp_filter"), "0");
+    for link in ["arbor0", "arbor1"] {
+        assert_eq!(read(&format!("{link}/accept_local")), "1");
+        assert_eq!(read(&format!("{link}/rp_filter")), "0");
+    }
+    go.send(()).unwrap();
+    assert!(
+        !host.join().unwrap(),
+        "the host sees the namespace's settings"
+    );
 }

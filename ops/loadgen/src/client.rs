@@ -255,9 +255,13 @@ impl Client {
         if let Some(bps) = config.bwe_initial_bps {
             builder = builder.enable_bwe(Some(Bitrate::bps(bps)));
         }
-        let rtc = builder.build(now);
+        let mut rtc = builder.build(now);
         // The build created the session's DTLS on this thread, with the recording provider.
         let srtp = srtp::take_created().unwrap_or_default();
+        // str0m's ICE agent schedules no check before it has seen the time once. Without this
+        // first timeout, a client nothing else wakes (a publisher whose full-ICE peer waits
+        // for our checks, as Janus does) would never start. A fresh `Rtc` cannot refuse it.
+        let _ = rtc.handle_input(str0m::Input::Timeout(now));
         Client {
             rtc,
             created: now,

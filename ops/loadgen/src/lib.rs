@@ -13,7 +13,11 @@
 //!   tasks; `now` is always an argument and randomness comes from `ClientConfig::seed`, so tests
 //!   and the mesh simulator can run many clients in virtual time;
 //! - the **tokio driver** ([`driver::connect`]): a WebSocket to an edge's `/v1/rtc`, a UDP
-//!   socket on loopback, and a task pumping both through a `Client`.
+//!   socket (on loopback by default), and a task pumping both through a `Client`; or, with SDP
+//!   exchanged by the caller (the Janus bench), [`driver::MediaSession`] and its task alone.
+//!
+//! A client either offers ([`Client::create_offer`]) or answers a peer's offer
+//! ([`Client::accept_offer`]); [`srtp`] reports the SRTP profile each session negotiated.
 //!
 //! Driving the core:
 //!

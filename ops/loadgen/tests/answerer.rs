@@ -176,9 +176,10 @@ fn bad_offers_and_configs_are_errors() {
     assert!(matches!(err, ClientError::BadOffer(_)), "{err}");
 
     let mut config = ClientConfig::new(epoch);
-    let mut two_layers = VideoConfig::default();
-    two_layers.simulcast = false;
-    config.video = Some(two_layers);
+    config.video = Some(VideoConfig {
+        simulcast: false,
+        ..VideoConfig::default()
+    });
     let mut a = Client::new(now, config);
     let err = a.create_offer(now).unwrap_err();
     assert!(matches!(err, ClientError::VideoConfig(_)), "{err}");

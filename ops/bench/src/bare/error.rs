@@ -35,6 +35,9 @@ pub enum Error {
         /// The named limit.
         limit: usize,
     },
+    /// A configuration that cannot run.
+    #[error("{0}")]
+    Config(&'static str),
     /// A worker thread panicked (a bug, reported instead of re-raised).
     #[error("the {0} thread panicked")]
     Panicked(&'static str),

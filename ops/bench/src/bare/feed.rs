@@ -110,12 +110,17 @@ impl Script {
             while let Some(f) = camera.poll_frame(now) {
                 let parts = vp8::packetize(&f.data, MAX_RTP_PAYLOAD, f.fields);
                 let last = parts.len() - 1;
-                packets.extend(parts.into_iter().enumerate().map(|(i, payload)| ScriptPacket {
-                    stream: f.layer as u8,
-                    marker: i == last,
-                    rtp_ticks: f.rtp_ticks as u32,
-                    payload,
-                }));
+                packets.extend(
+                    parts
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, payload)| ScriptPacket {
+                            stream: f.layer as u8,
+                            marker: i == last,
+                            rtp_ticks: f.rtp_ticks as u32,
+                            payload,
+                        }),
+                );
             }
         }
         packets.truncate(MAX_SCRIPT_PACKETS);
@@ -204,7 +209,7 @@ impl FeedConfig {
 pub struct FeedStats {
     /// Packets the kernel took.
     pub packets: u64,
-    /// Packets it refused.
+    /// Packets the kernel refused (or that could not be protected).
     pub send_errors: u64,
 }
 
@@ -223,11 +228,7 @@ impl Feeder {
     /// Binds the socket and starts sending.
     pub fn spawn(config: FeedConfig) -> Result<FeedHandle, Error> {
         if config.script.packets.is_empty() {
-            return Err(Error::Limit {
-                what: "script packets (none)",
-                count: 0,
-                limit: MAX_SCRIPT_PACKETS,
-            });
+            return Err(Error::Config("the feeder's script has no packets"));
         }
         let socket = sys::bind_udp(config.bind, SOCKET_BUFFER_BYTES, Duration::from_secs(1))
             .map_err(Error::io("bind the feeder's socket"))?;
@@ -323,7 +324,6 @@ impl Worker {
             };
         }
         let mut tx = SendBatch::new(false);
-        let script = self.config.script.clone();
         let limit = self.config.limit.unwrap_or(u64::MAX);
         let pps = f64::from(self.config.pps.max(1));
         let start = Instant::now();
@@ -331,43 +331,12 @@ impl Worker {
         while sent < limit && !self.shared.stop.load(Ordering::Relaxed) {
             let due = ((start.elapsed().as_secs_f64() * pps) as u64).min(limit);
             let burst_end = due.min(sent + MAX_BURST);
-            let now_ast = abs_send_time(start.elapsed());
+            let ast = abs_send_time(start.elapsed());
             while sent < burst_end {
                 if !tx.has_room() {
                     self.flush(&mut tx);
                 }
-                let n = sent as usize % script.packets.len();
-                let lap = sent / script.packets.len() as u64;
-                let p = &script.packets[n];
-                let stream = &mut streams[usize::from(p.stream)];
-                let lap_ticks = lap * script.clock_rate(p.stream) * script.interval.as_millis() as u64
-                    / 1000;
-                let ts = stream
-                    .ts_origin
-                    .wrapping_add(p.rtp_ticks)
-                    .wrapping_add(lap_ticks as u32);
-                let header = RtpFields {
-                    pt: if usize::from(p.stream) < script.video_layers {
-                        PT_VIDEO
-                    } else {
-                        PT_AUDIO
-                    },
-                    marker: p.marker,
-                    seq: stream.seq,
-                    ts,
-                    ssrc: self.config.ssrc.wrapping_add(u32::from(p.stream)),
-                    twcc: sent as u16,
-                    abs_send_time: now_ast,
-                };
-                stream.seq = stream.seq.wrapping_add(1);
-                let slot = tx.slot();
-                let len = header.write(slot, &p.payload);
-                match self.ctx.protect_rtp(slot, len) {
-                    Ok(len) => tx.commit(self.config.destination, len),
-                    Err(_) => {
-                        self.shared.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                self.queue(&mut tx, &mut streams, sent, ast);
                 sent += 1;
             }
             self.flush(&mut tx);
@@ -381,9 +350,47 @@ impl Worker {
         self.flush(&mut tx);
     }
 
+    /// Writes, protects and queues packet `n` of the endless loop over the script.
+    fn queue(&mut self, tx: &mut SendBatch, streams: &mut [StreamTx], n: u64, ast: u32) {
+        let script = &self.config.script;
+        let len = script.packets.len() as u64;
+        let p = &script.packets[(n % len) as usize];
+        // Each lap of the script moves the media clock on by the script's length.
+        let lap_ticks =
+            (n / len) * script.clock_rate(p.stream) * script.interval.as_millis() as u64 / 1000;
+        let stream = &mut streams[usize::from(p.stream)];
+        let header = RtpFields {
+            pt: if usize::from(p.stream) < script.video_layers {
+                PT_VIDEO
+            } else {
+                PT_AUDIO
+            },
+            marker: p.marker,
+            seq: stream.seq,
+            ts: stream
+                .ts_origin
+                .wrapping_add(p.rtp_ticks)
+                .wrapping_add(lap_ticks as u32),
+            ssrc: self.config.ssrc.wrapping_add(u32::from(p.stream)),
+            twcc: n as u16,
+            abs_send_time: ast,
+        };
+        stream.seq = stream.seq.wrapping_add(1);
+        let slot = tx.slot();
+        let len = header.write(slot, &p.payload);
+        match self.ctx.protect_rtp(slot, len) {
+            Ok(len) => tx.commit(self.config.destination, len),
+            Err(_) => {
+                self.shared.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn flush(&self, tx: &mut SendBatch) {
         let f = tx.flush(&self.socket);
-        self.shared.packets.fetch_add(f.datagrams, Ordering::Relaxed);
+        self.shared
+            .packets
+            .fetch_add(f.datagrams, Ordering::Relaxed);
         self.shared
             .send_errors
             .fetch_add(f.errors, Ordering::Relaxed);
@@ -416,7 +423,7 @@ impl RtpFields {
             0xbe, 0xde, 0, 2, // one-byte header extensions, 2 words
             0x11, twcc[0], twcc[1], // id 1, 2 bytes
             0x22, ast[1], ast[2], ast[3], // id 2, 3 bytes
-            0,    // padding
+            0,      // padding
         ];
         let h = FIXED_HEADER_LEN + EXTENSION_LEN;
         buf[FIXED_HEADER_LEN..h].copy_from_slice(&ext);

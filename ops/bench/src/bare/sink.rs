@@ -7,7 +7,8 @@
 //! limits GSO) while the receiving side costs one `recvmmsg` per batch of up to 64 datagrams
 //! rather than one per sink. The RTP header of an SRTP packet is in the clear, so sequence
 //! numbers are read without keys; a few raw datagrams per sink can be kept for a caller to
-//! decrypt ([`SinkConfig::sample_every`]).
+//! decrypt ([`SinkConfig::sample_every`]). The thread blocks in `recvmmsg`, or polls
+//! ([`SinkConfig::poll_interval`]) so that the forwarder's sends never have to wake it.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,11 @@ pub struct SinkConfig {
     /// Keep the 1st, (n+1)-th, (2n+1)-th … datagram of each sink, up to [`MAX_SAMPLES`];
     /// 0 keeps none.
     pub sample_every: u64,
+    /// `None`: block in `recvmmsg` like a receiving process, so the forwarder's sends wake
+    /// the sink thread. `Some(interval)`: never block; drain the socket, then sleep for
+    /// `interval`, so a datagram finds nobody to wake and the forwarder's CPU time carries
+    /// less of the receiving side's cost (loopback delivers in the sender's context).
+    pub poll_interval: Option<Duration>,
 }
 
 impl SinkConfig {
@@ -55,6 +61,7 @@ impl SinkConfig {
             count,
             first_ip: Ipv4Addr::new(127, 0, 0, 2),
             sample_every: 0,
+            poll_interval: None,
         }
     }
 }
@@ -198,6 +205,11 @@ impl Sinks {
         let socket = sys::bind_udp(bind, SOCKET_BUFFER_BYTES, RECV_TIMEOUT)
             .map_err(Error::io("bind the sinks' socket"))?;
         sys::enable_pktinfo(&socket).map_err(Error::io("ask for IP_PKTINFO"))?;
+        if config.poll_interval.is_some() {
+            socket
+                .set_nonblocking(true)
+                .map_err(Error::io("make the sinks' socket non-blocking"))?;
+        }
         let port = socket
             .local_addr()
             .map_err(Error::io("read the sinks' port"))?
@@ -212,6 +224,7 @@ impl Sinks {
             socket,
             first,
             sample_every: config.sample_every,
+            poll_interval: config.poll_interval,
             shared: shared.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -242,7 +255,12 @@ impl SinkHandle {
 
     /// Each sink's counts now.
     pub fn stats(&self) -> Vec<SinkStats> {
-        self.shared.lock().sinks.iter().map(Sink::snapshot).collect()
+        self.shared
+            .lock()
+            .sinks
+            .iter()
+            .map(Sink::snapshot)
+            .collect()
     }
 
     /// Datagrams received by all sinks.
@@ -310,6 +328,7 @@ struct Worker {
     socket: UdpSocket,
     first: u32,
     sample_every: u64,
+    poll_interval: Option<Duration>,
     shared: Arc<Shared>,
 }
 
@@ -318,6 +337,9 @@ impl Worker {
         let mut batch = RecvBatch::new(true);
         while !self.shared.stop.load(Ordering::Relaxed) {
             if batch.recv(&self.socket).unwrap_or(0) == 0 {
+                if let Some(interval) = self.poll_interval {
+                    std::thread::sleep(interval);
+                }
                 continue;
             }
             let mut state = self.shared.lock();

@@ -103,9 +103,9 @@ impl RecvBatch {
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-                    Ok(0)
-                }
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             };
         }
@@ -442,7 +442,10 @@ fn from_raw(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
             // SAFETY: the family says the storage holds a sockaddr_in.
             let sin: libc::sockaddr_in = unsafe { ptr::read((&raw const *storage).cast()) };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
@@ -517,9 +520,16 @@ mod tests {
         let gso = gso_supported(&tx);
         let mut out = SendBatch::new(gso);
         // 3 x 100 bytes, a closing 50, 2 x 100 again, then one to another destination.
-        for (len, dest) in [(100, to), (100, to), (100, to), (50, to), (100, to), (100, to)]
-            .into_iter()
-            .chain([(100, other)])
+        for (len, dest) in [
+            (100, to),
+            (100, to),
+            (100, to),
+            (50, to),
+            (100, to),
+            (100, to),
+        ]
+        .into_iter()
+        .chain([(100, other)])
         {
             out.slot()[..len].fill(len as u8);
             out.commit(dest, len);

@@ -178,13 +178,13 @@ mod tests {
     #[test]
     fn handle_info_yields_profile_role_and_counters() {
         let info = json!({"webrtc": {
-            "ice": {"selected-pair": "10.77.0.1:40000 [host,udp] <-> 10.77.0.2:5000 [host,udp]"},
-            "dtls": {"srtp-profile": "SRTP_AEAD_AES_256_GCM", "dtls-role": "active"},
-            "media": {
-                "0": {"mid": "0", "type": "audio", "stats": {"in": {"packets": 5, "bytes": 500}}},
-                "1": {"mid": "1", "type": "video",
-                      "stats": {"in": {"packets": 7, "bytes": 7000}, "out": {"packets": 2}}}
-            }}});
+        "ice": {"selected-pair": "10.77.0.1:40000 [host,udp] <-> 10.77.0.2:5000 [host,udp]"},
+        "dtls": {"srtp-profile": "SRTP_AEAD_AES_256_GCM", "dtls-role": "active"},
+        "media": {
+            "0": {"mid": "0", "type": "audio", "stats": {"in": {"packets": 5, "bytes": 500}}},
+            "1": {"mid": "1", "type": "video",
+                  "stats": {"in": {"packets": 7, "bytes": 7000}, "out": {"packets": 2}}}
+        }}});
         let h = HandleInfo::parse(info);
         assert_eq!(h.srtp_profile, Some(SrtpProfile::AeadAes256Gcm));
         assert_eq!(h.dtls_role.as_deref(), Some("active"));

@@ -127,7 +127,9 @@ impl JanusApi {
 
     /// Creates a session and starts its long-poll task.
     pub async fn create_session(&self) -> Result<Session, JanusError> {
-        let reply = self.post(&self.base, "create", json!({"janus": "create"})).await?;
+        let reply = self
+            .post(&self.base, "create", json!({"janus": "create"}))
+            .await?;
         let id = data_id("create", &reply)?;
         let inner = Arc::new(SessionInner {
             api: self.clone(),
@@ -145,7 +147,10 @@ impl JanusApi {
     }
 
     fn transaction(&self) -> String {
-        format!("arbor-{}", self.transactions.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "arbor-{}",
+            self.transactions.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// POSTs `msg` with a fresh transaction; `"janus": "error"` replies become errors.
@@ -400,11 +405,11 @@ async fn wait_event(
         notified.as_mut().enable();
         {
             let mut events = lock(&inner.events);
-            if let Some(i) = events.queue.iter().position(|e| pred(e)) {
+            if let Some(i) = events.queue.iter().position(pred) {
                 return events
                     .queue
                     .remove(i)
-                    .ok_or_else(|| JanusError::SessionClosed(inner.id));
+                    .ok_or(JanusError::SessionClosed(inner.id));
             }
         }
         if inner.closed.load(Ordering::Acquire) {

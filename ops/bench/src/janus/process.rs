@@ -39,6 +39,8 @@ impl Janus {
     pub async fn start(dir: &Path, config: JanusConfig) -> Result<Janus, JanusError> {
         config.write(dir)?;
         let log = dir.join("janus.log");
+        // A log from an earlier run would confuse the start checks and the error tails.
+        let _ = std::fs::remove_file(&log);
         let out = dir.join("janus.out");
         let stdout = std::fs::File::create(&out)
             .map_err(|e| JanusError::io(format!("creating {}", out.display()), e))?;
@@ -213,7 +215,7 @@ pub(super) fn cpu_time(pid: u32) -> Result<Duration, JanusError> {
     let stat = std::fs::read_to_string(&path).map_err(|e| JanusError::io(path.clone(), e))?;
     parse_cpu_ticks(&stat)
         .map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
-        .ok_or_else(|| JanusError::BadReply {
+        .ok_or(JanusError::BadReply {
             what: path,
             reply: stat,
         })

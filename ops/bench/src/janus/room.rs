@@ -90,13 +90,16 @@ impl JanusRoom {
     }
 
     /// Joins a publisher and publishes `config`'s camera and microphone: our offer, Janus's
-    /// answer. Returns once the media task runs (not yet connected).
+    /// answer. Returns once the PeerConnection is up on both sides, since Janus refuses
+    /// subscribers to a feed before that (`428 No such feed`).
     pub async fn publisher(&self, config: ClientConfig) -> Result<JanusPeer, JanusError> {
         let handle = self.session.attach(VIDEOROOM).await?;
         let timeout = self.config.reply_timeout;
         let join = json!({"request": "join", "ptype": "publisher", "room": self.config.room,
             "display": config.name.clone().unwrap_or_else(|| "arbor-bench".into())});
-        let joined = handle.message("publisher join", join, None, timeout).await?;
+        let joined = handle
+            .message("publisher join", join, None, timeout)
+            .await?;
         let feed = joined.data["id"]
             .as_u64()
             .ok_or_else(|| JanusError::BadReply {
@@ -111,16 +114,19 @@ impl JanusRoom {
             .await?;
         let answer = expect_jsep("publish", reply.jsep, "answer")?;
         session.accept_answer(&answer)?;
-        Ok(JanusPeer {
+        let peer = JanusPeer {
             media: session.start(),
             handle,
             feed: Some(feed),
-        })
+        };
+        peer.wait_connected(timeout).await?;
+        Ok(peer)
     }
 
     /// Subscribes to publisher `feed`: Janus offers every stream of the feed, the client
     /// answers with a recv slot per m-line and starts its media task, then `start` lets Janus
-    /// send (and ask the publisher for a keyframe).
+    /// send (and ask the publisher for a keyframe). Returns before ICE and DTLS are done:
+    /// [`JanusPeer::wait_connected`] waits for them, so many subscribers can connect at once.
     pub async fn subscriber(
         &self,
         feed: u64,
@@ -210,6 +216,17 @@ impl JanusPeer {
     /// The Janus handle, for further requests or its events (`webrtcup`, `media`).
     pub fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    /// Waits (up to `timeout` for each) until ICE and DTLS are up on our side and Janus has
+    /// announced the PeerConnection (`webrtcup`). Janus announces it once, so this succeeds
+    /// once per peer (the publisher constructor already used it).
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), JanusError> {
+        self.media.wait_media_connected(timeout).await?;
+        self.handle
+            .wait_event("webrtcup", |e| e["janus"] == "webrtcup", timeout)
+            .await?;
+        Ok(())
     }
 
     /// Detaches the handle (Janus tears its PeerConnection down) and stops the media task.
