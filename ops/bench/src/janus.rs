@@ -7,7 +7,8 @@
 //!   `GET /janus/info` answers; its pid, its CPU time from `/proc`, SIGTERM to stop.
 //! - [`JanusApi`] / [`Session`] / [`Handle`]: the Janus HTTP API. Asynchronous plugin requests
 //!   (`join`, `publish`, `start`) are acknowledged at once and answered on the session's
-//!   long-poll, which one task per session keeps outstanding and dispatches by transaction.
+//!   long-poll, which one task per session keeps outstanding and dispatches by transaction;
+//!   errors keep Janus's code and reason.
 //! - [`Admin`]: the Admin API's `handle_info`, for the SRTP profile and packet counters of
 //!   each PeerConnection.
 //! - [`JanusRoom`]: a VideoRoom room and its peers: a publisher offers
@@ -34,7 +35,7 @@
 //!     .await?;
 //! let info = janus.admin().handle_info(viewer.session_id(), viewer.handle_id()).await?;
 //! println!("{:?} on {:?}", viewer.media().stats().await, info.srtp_profile);
-//! println!("janus used {:?} of CPU", janus.cpu_time()?);
+//! println!("janus used {:?} of CPU", janus.cpu_time());
 //! janus.stop().await?;
 //! # Ok(()) }
 //! ```
@@ -43,15 +44,16 @@ mod admin;
 mod api;
 mod config;
 mod error;
+mod handle;
 mod process;
 mod room;
+mod session;
 
 pub use admin::{Admin, HandleInfo, MediaCounters};
-pub use api::{
-    ASYNC_REPLY_TIMEOUT, Handle, JanusApi, Jsep, MAX_QUEUED_EVENTS, MAX_TRANSACTIONS_IN_FLIGHT,
-    PluginReply, Session,
-};
+pub use api::{JanusApi, Jsep, PluginReply};
 pub use config::JanusConfig;
 pub use error::JanusError;
+pub use handle::{ASYNC_REPLY_TIMEOUT, Handle};
 pub use process::Janus;
 pub use room::{JanusPeer, JanusRoom, RoomConfig};
+pub use session::{MAX_QUEUED_EVENTS, MAX_TRANSACTIONS_IN_FLIGHT, Session};

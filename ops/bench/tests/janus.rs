@@ -103,9 +103,8 @@ async fn wait_for_frames(subs: &[JanusPeer]) -> Vec<ClientStats> {
 fn one_publisher_fans_out_to_three_subscribers_on_the_pinned_profile() {
     in_namespace(|ns| async move {
         let started = Instant::now();
-        let janus = Janus::start(&janus_dir("fanout"), JanusConfig::default())
-            .await
-            .unwrap();
+        let dir = janus_dir("fanout");
+        let janus = Janus::start(&dir, JanusConfig::default()).await.unwrap();
         let pid = janus.pid();
         let cpu_at_start = janus.cpu_time().unwrap();
         let room = JanusRoom::create(&janus, RoomConfig::default())
@@ -182,6 +181,8 @@ fn one_publisher_fans_out_to_three_subscribers_on_the_pinned_profile() {
         assert!(status.success(), "{status}");
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
         assert_eq!(janus_processes_in(&ns), Vec::<u32>::new());
+        // Kept when the test fails: the logs are in there.
+        std::fs::remove_dir_all(dir).unwrap();
     });
 }
 
@@ -237,5 +238,8 @@ fn bad_inputs_get_clear_errors() {
         room.destroy().await.unwrap();
         janus.stop().await.unwrap();
         assert_eq!(janus_processes_in(&ns), Vec::<u32>::new());
+        for name in ["missing", "errors", "second"] {
+            let _ = std::fs::remove_dir_all(janus_dir(name));
+        }
     });
 }

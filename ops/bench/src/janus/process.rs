@@ -18,8 +18,6 @@ const DROP_POLL: Duration = Duration::from_millis(20);
 const LOG_TAIL_LINES: usize = 20;
 /// Bytes of `janus.log` read for those lines at most.
 const LOG_TAIL_BYTES: u64 = 16 * 1024;
-/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on every Linux ABI).
-const USER_HZ: u64 = 100;
 
 /// A running Janus. [`Janus::stop`] ends it with SIGTERM (Janus needs about 2 s) and waits;
 /// dropping it does the same, blocking the dropping thread for at most the stop grace.
@@ -138,8 +136,8 @@ impl Janus {
     }
 
     /// CPU time (user + system, every thread) Janus has used so far, from `/proc/<pid>/stat`.
-    pub fn cpu_time(&self) -> Result<Duration, JanusError> {
-        cpu_time(self.pid)
+    pub fn cpu_time(&self) -> Result<Duration, crate::cpu::CpuError> {
+        crate::cpu::process(self.pid)
     }
 
     /// Its exit status, if it has exited (does not wait).
@@ -209,28 +207,6 @@ impl Drop for Janus {
     }
 }
 
-/// CPU time (user + system) of process `pid`, from `/proc/<pid>/stat`.
-pub(super) fn cpu_time(pid: u32) -> Result<Duration, JanusError> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).map_err(|e| JanusError::io(path.clone(), e))?;
-    parse_cpu_ticks(&stat)
-        .map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
-        .ok_or(JanusError::BadReply {
-            what: path,
-            reply: stat,
-        })
-}
-
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2)
-/// is in parentheses and may hold spaces, so fields are counted after its closing one.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
 /// The last [`LOG_TAIL_LINES`] lines of a file (empty if unreadable).
 fn log_tail(path: &Path) -> String {
     use std::io::{Read, Seek, SeekFrom};
@@ -244,24 +220,4 @@ fn log_tail(path: &Path) -> String {
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_ticks_come_from_fields_14_and_15() {
-        let stat = "4242 (janus (x) y) S 1 4242 4242 0 -1 4194560 2100 0 0 0 \
-                    150 37 0 0 20 0 17 0 12345 0 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(187));
-        assert_eq!(parse_cpu_ticks("4242 (janus) S 1"), None);
-        assert_eq!(parse_cpu_ticks("garbage"), None);
-    }
-
-    #[test]
-    fn our_own_cpu_time_is_readable() {
-        let t = cpu_time(std::process::id()).unwrap();
-        assert!(t < Duration::from_secs(3600), "{t:?}");
-    }
 }

@@ -13,8 +13,7 @@ use std::time::Duration;
 use arbor_loadgen::{ClientConfig, MediaHandle, MediaSession};
 use serde_json::json;
 
-use super::api::ASYNC_REPLY_TIMEOUT;
-use super::{Admin, Handle, HandleInfo, Janus, JanusError, Jsep, Session};
+use super::{ASYNC_REPLY_TIMEOUT, Admin, Handle, HandleInfo, Janus, JanusError, Jsep, Session};
 use crate::netns::CLIENT_ADDR;
 
 /// The VideoRoom plugin's package name.
