@@ -4,19 +4,11 @@
 //! the in-process impairment proxies. Each test binds its own loopback network
 //! (`--ip-base 127.<n>`, never the developer's `127.0`) and waits on conditions with a
 //! deadline, never on time alone.
-//!
-//! `cargo nextest run -p arbor-ops` builds only the `arbor` binary of this package, so the
-//! tests first make sure `arbor-edge` and `arbor-origin` are built into the same target
-//! directory and profile ([`binaries`]). They ask cargo for exactly what
-//! `cargo nextest run --workspace` builds (`cargo test --no-run --workspace`): the same units with
-//! the same unified features, so after a workspace run it is a no-op, where a plain
-//! `cargo build -p arbor-edge` would resolve features differently and compile a second copy of
-//! half the dependency tree.
+//! The binaries come from [`common::binaries`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use arbor_ops::cluster::{Cluster, Link};
@@ -35,38 +27,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// How often conditions are polled.
 const POLL: Duration = Duration::from_millis(100);
 
-/// The directory holding `arbor`, `arbor-edge` and `arbor-origin`, built once per process.
-fn binaries() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let arbor = Path::new(env!("CARGO_BIN_EXE_arbor"));
-        let profile_dir = arbor.parent().unwrap();
-        let target_dir = profile_dir.parent().unwrap();
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        cargo
-            .args(["test", "--no-run", "--workspace", "--target-dir"])
-            .arg(target_dir);
-        // `debug` is where the default `test` profile builds; any other directory names its
-        // profile.
-        match profile_dir.file_name().unwrap().to_str().unwrap() {
-            "debug" => {}
-            other => {
-                cargo.args(["--profile", other]);
-            }
-        }
-        let out = cargo
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cannot run cargo");
-        assert!(
-            out.status.success(),
-            "building arbor-edge and arbor-origin failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir.to_owned()
-    })
-}
-
 /// A loopback network of its own for each test (`slot`) and test process.
 fn ip_base(slot: u32) -> String {
     format!("127.{}", 100 + (std::process::id() % 50) * 2 + slot)
@@ -81,7 +41,7 @@ struct Up {
 
 impl Up {
     fn start(name: &str, args: &[&str]) -> Up {
-        let bins = binaries();
+        let bins = common::binaries();
         let dir = std::env::temp_dir().join(format!("arbor-up-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -380,7 +340,7 @@ async fn tree_links(cluster: &Cluster, meeting: &str) -> Vec<(String, String)> {
 
 /// `arbor impair set --control <control> <args>`, as an operator types it.
 async fn impair_set(control: SocketAddr, args: &[&str]) {
-    let out = Command::new(binaries().join("arbor"))
+    let out = Command::new(common::binaries().join("arbor"))
         .args(["impair", "set", "--control", &control.to_string()])
         .args(args)
         .output()
@@ -480,7 +440,7 @@ async fn arbor_load_reports_what_a_fleet_saw() {
     for link in &cluster.links {
         link_is_up(&up, link).await;
     }
-    let out = Command::new(binaries().join("arbor"))
+    let out = Command::new(common::binaries().join("arbor"))
         .arg("--data-dir")
         .arg(up.dir.join("data"))
         .args(["load", "--subscribers", "6", "--duration", "3s", "--json"])
@@ -515,7 +475,7 @@ async fn arbor_load_reports_what_a_fleet_saw() {
     );
 
     // Bad input names the problem.
-    let out = Command::new(binaries().join("arbor"))
+    let out = Command::new(common::binaries().join("arbor"))
         .arg("--data-dir")
         .arg(up.dir.join("data"))
         .args(["load", "--publisher-edges", "mars-1"])

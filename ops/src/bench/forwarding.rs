@@ -5,9 +5,20 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use arbor_bench::bare::{self, MeasureOptions};
 use arbor_bench::cpu::{self, MachineCpu};
-use arbor_bench::load::{Auth, Camera, LoadSpec, Report, Target, Window, run_with};
+use arbor_bench::janus::{Janus, JanusPeer, JanusRoom, RoomConfig};
+use arbor_bench::load::run::JOIN_TIMEOUT;
+use arbor_bench::load::{
+    Auth, Camera, LoadSpec, Progress, Report, Target, Window, measure, run_with,
+};
+use arbor_loadgen::{ClientConfig, Epoch, MediaHandle, VideoConfig};
 use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// Loss above which a step ends the ramp (DESIGN.md §6's scale bound).
@@ -190,29 +201,99 @@ impl Window for CpuProbe {
     }
 }
 
-/// Steps through `counts` until a step hits a limit; returns the steps run and the limit.
-pub async fn ramp(
-    sfu: &Sfu,
-    counts: &[usize],
+/// Subscriber joins to Janus in flight at once (each is a few HTTP round trips and ICE).
+pub const MAX_JANUS_JOINS_IN_FLIGHT: usize = 32;
+
+/// One step against Janus: room `room` gets the same publisher (one 640x360 layer and Opus)
+/// and `subscribers` viewers, measured for `window` like Arbor's.
+pub async fn janus_step(
+    janus: &Janus,
+    room: u64,
+    subscribers: usize,
     window: Duration,
-    mut on_step: impl FnMut(&Step),
-) -> anyhow::Result<(Vec<Step>, Option<String>)> {
-    let mut steps = Vec::new();
-    let started = Instant::now();
-    for (i, &n) in counts.iter().enumerate() {
-        let s = step(
-            sfu,
-            &format!("fwd-{}-{i}", started.elapsed().as_millis()),
-            n,
-            window,
+) -> anyhow::Result<Step> {
+    let room = Arc::new(
+        JanusRoom::create(
+            janus,
+            RoomConfig {
+                room,
+                ..RoomConfig::default()
+            },
         )
-        .await?;
-        on_step(&s);
-        let limit = s.limit();
-        steps.push(s);
-        if limit.is_some() {
-            return Ok((steps, limit));
-        }
+        .await?,
+    );
+    let epoch = Epoch(Instant::now().into_std());
+    let mut camera = ClientConfig::new(epoch);
+    camera.video = Some(VideoConfig::single_layer());
+    camera.source_id = 1;
+    let publisher = room.publisher(camera).await?;
+    let feed = publisher
+        .feed()
+        .context("Janus gave the publisher no feed id")?;
+
+    let gate = Arc::new(Semaphore::new(MAX_JANUS_JOINS_IN_FLIGHT));
+    let mut joins = JoinSet::new();
+    for n in 0..subscribers {
+        let (room, gate) = (Arc::clone(&room), Arc::clone(&gate));
+        joins.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let mut config = ClientConfig::subscriber(epoch, 0, 0);
+            config.seed = n as u64 + 2;
+            let peer = room
+                .subscriber(feed, config)
+                .await
+                .map_err(|e| e.to_string())?;
+            peer.wait_connected(JOIN_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(peer)
+        });
     }
-    Ok((steps, None))
+    let mut peers = Vec::with_capacity(subscribers);
+    while let Some(joined) = joins.join_next().await {
+        peers.push(joined.unwrap_or_else(|e| Err(e.to_string())));
+    }
+
+    let mut probe = CpuProbe::new(janus.pid());
+    let media: Vec<Result<&MediaHandle, String>> = peers
+        .iter()
+        .map(|p| p.as_ref().map(JanusPeer::media).map_err(Clone::clone))
+        .collect();
+    let mut progress = Progress::default();
+    let report = measure(
+        &[publisher.media()],
+        &media,
+        window,
+        (Instant::now(), &mut progress, &mut |_: &Progress| {}),
+        &mut probe,
+    )
+    .await;
+    let cpu = probe.result()?;
+    for peer in peers.into_iter().flatten() {
+        let _ = peer.close().await;
+    }
+    let _ = publisher.close().await;
+    if let Ok(room) = Arc::try_unwrap(room) {
+        let _ = room.destroy().await;
+    }
+    Ok(summarize(subscribers, &report, &cpu))
+}
+
+/// The bare forwarder with `subscribers` sinks and the publisher's packet rate `pps`, for
+/// `window`: what the machine can do with no SFU logic at all.
+pub fn bare_step(subscribers: usize, pps: u32, window: Duration) -> anyhow::Result<Step> {
+    let m = bare::measure_with(&MeasureOptions::new(subscribers, pps, window))?;
+    Ok(Step {
+        subscribers,
+        egress_pps: m.egress_pps,
+        egress_mbps: m.egress_pps * m.mean_datagram_bytes * 8.0 / 1e6,
+        sfu_cores: m.cpu_s / m.window_s.max(1e-9),
+        pps_per_cpu_s: m.egress_pps_per_cpu_s,
+        loss_pct: m.loss_pct,
+        latency_p50_ms: 0.0,
+        latency_p99_ms: 0.0,
+        loadgen_cores: 0.0,
+        machine_busy: 0.0,
+        failed_joins: 0,
+    })
 }

@@ -2,6 +2,8 @@
 //! what a viewer renders.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own part
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arbor_loadgen::protocol::{Kind, ServerMsg, Source, TrackInfo};
@@ -107,4 +109,43 @@ pub async fn watch_stalls(viewer: &ClientHandle, from: Instant, span: Duration) 
         longest: longest.max(last_change.elapsed()),
         since_last: last_change.elapsed(),
     }
+}
+
+/// The directory holding `arbor`, `arbor-edge` and `arbor-origin`, built once per process.
+///
+/// `cargo nextest run -p arbor-ops` builds only the `arbor` binary of this package, so this
+/// first makes sure `arbor-edge` and `arbor-origin` are built into the same target directory
+/// and profile. It asks cargo for exactly what `cargo nextest run --workspace` builds
+/// (`cargo test --no-run --workspace`): the same units with the same unified features, so
+/// after a workspace run it is a no-op, where a plain `cargo build -p arbor-edge` would
+/// resolve features differently and compile a second copy of half the dependency tree.
+pub fn binaries() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let arbor = Path::new(env!("CARGO_BIN_EXE_arbor"));
+        let profile_dir = arbor.parent().unwrap();
+        let target_dir = profile_dir.parent().unwrap();
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .args(["test", "--no-run", "--workspace", "--target-dir"])
+            .arg(target_dir);
+        // `debug` is where the default `test` profile builds; any other directory names its
+        // profile.
+        match profile_dir.file_name().unwrap().to_str().unwrap() {
+            "debug" => {}
+            other => {
+                cargo.args(["--profile", other]);
+            }
+        }
+        let out = cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cannot run cargo");
+        assert!(
+            out.status.success(),
+            "building arbor-edge and arbor-origin failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile_dir.to_owned()
+    })
 }

@@ -115,7 +115,7 @@ impl Handle {
     pub async fn wait_event(
         &self,
         what: &str,
-        pred: impl Fn(&Value) -> bool,
+        pred: impl Fn(&Value) -> bool + Sync,
         timeout: Duration,
     ) -> Result<Value, JanusError> {
         let id = self.id;

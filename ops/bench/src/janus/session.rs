@@ -191,7 +191,7 @@ impl Session {
     pub async fn wait_event(
         &self,
         what: &str,
-        pred: impl Fn(&Value) -> bool,
+        pred: impl Fn(&Value) -> bool + Sync,
         timeout: Duration,
     ) -> Result<Value, JanusError> {
         wait_event(&self.inner, what, &pred, timeout).await
@@ -218,7 +218,7 @@ impl Session {
 pub(super) async fn wait_event(
     inner: &SessionInner,
     what: &str,
-    pred: &dyn Fn(&Value) -> bool,
+    pred: &(dyn Fn(&Value) -> bool + Sync),
     timeout: Duration,
 ) -> Result<Value, JanusError> {
     let deadline = Instant::now() + timeout;

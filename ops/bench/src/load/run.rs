@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arbor_loadgen::protocol::{Kind, ServerMsg, Source};
 use arbor_loadgen::{
-    ClientConfig, ClientHandle, ClientStats, ConnectOptions, Epoch, LayerSpec, VideoConfig,
+    ClientConfig, ClientHandle, ClientStats, ConnectOptions, Epoch, MediaHandle, VideoConfig,
     connect_with,
 };
 use relay_proto::ParticipantId;
@@ -133,15 +133,41 @@ pub async fn run_with(
     let subscribers =
         join_subscribers(&ctx, &ids, subs, started, &mut progress, &mut on_progress).await;
 
-    // The steady window.
     progress.phase = Phase::Measuring;
-    let joined: Vec<&ClientHandle> = subscribers.iter().filter_map(|s| s.as_ref().ok()).collect();
+    let pub_media: Vec<&MediaHandle> = publishers.iter().map(ClientHandle::media).collect();
+    let sub_media: Vec<Result<&MediaHandle, String>> = subscribers
+        .iter()
+        .map(|s| s.as_ref().map(ClientHandle::media).map_err(Clone::clone))
+        .collect();
+    let report = measure(
+        &pub_media,
+        &sub_media,
+        spec.duration,
+        (started, &mut progress, &mut on_progress),
+        window_probe,
+    )
+    .await;
+    leave(publishers, subscribers).await;
+    Ok(report)
+}
+
+/// Measures joined participants for `duration` (however they joined: Arbor's signaling or
+/// another SFU's) and aggregates the window: the subscribers' counters over the window only,
+/// `Err` entries as failed joins.
+pub async fn measure(
+    publishers: &[&MediaHandle],
+    subscribers: &[Result<&MediaHandle, String>],
+    duration: Duration,
+    (started, progress, on_progress): (Instant, &mut Progress, &mut impl FnMut(&Progress)),
+    window_probe: &mut impl Window,
+) -> Report {
+    let joined: Vec<&MediaHandle> = subscribers.iter().filter_map(|s| s.clone().ok()).collect();
     let before = snapshot(&joined).await;
     window_probe.started();
     let window = Instant::now();
     let mut tick = tokio::time::interval_at(window + PROGRESS_EVERY, PROGRESS_EVERY);
     let mut last_frames = rendered(&before);
-    while window.elapsed() < spec.duration {
+    while window.elapsed() < duration {
         tick.tick().await;
         let now = snapshot(&joined).await;
         let frames = rendered(&now);
@@ -149,14 +175,14 @@ pub async fn run_with(
         progress.rendered_fps =
             frames.saturating_sub(last_frames) as f64 / PROGRESS_EVERY.as_secs_f64();
         last_frames = frames;
-        on_progress(&progress);
+        on_progress(progress);
     }
     let after = snapshot(&joined).await;
     window_probe.ended();
     let measured = window.elapsed();
 
-    let mut outcomes = Vec::with_capacity(progress.total);
-    for p in &publishers {
+    let mut outcomes = Vec::with_capacity(publishers.len() + subscribers.len());
+    for p in publishers {
         let stats = p.stats().await.unwrap_or_default();
         outcomes.push(Outcome::Joined {
             publisher: true,
@@ -164,7 +190,7 @@ pub async fn run_with(
         });
     }
     let mut windows = before.into_iter().zip(after);
-    for s in &subscribers {
+    for s in subscribers {
         outcomes.push(match s {
             Ok(_) => {
                 let (b, a) = windows.next().unwrap_or_default();
@@ -179,8 +205,7 @@ pub async fn run_with(
             },
         });
     }
-    leave(publishers, subscribers).await;
-    Ok(aggregate(&outcomes, measured))
+    aggregate(&outcomes, measured)
 }
 
 /// What every join task needs.
@@ -228,11 +253,7 @@ fn unix_now() -> u64 {
 fn camera(kind: Camera) -> VideoConfig {
     match kind {
         Camera::Simulcast => VideoConfig::default(),
-        Camera::Single => VideoConfig {
-            layers: vec![LayerSpec::new("h", 640, 360, 1_000_000)],
-            simulcast: false,
-            ..VideoConfig::default()
-        },
+        Camera::Single => VideoConfig::single_layer(),
     }
 }
 
@@ -367,7 +388,7 @@ async fn subscriber(ctx: &Ctx, ids: &[ParticipantId], seat: &Seat) -> Result<Cli
     Ok(handle)
 }
 
-async fn snapshot(clients: &[&ClientHandle]) -> Vec<Option<ClientStats>> {
+async fn snapshot(clients: &[&MediaHandle]) -> Vec<Option<ClientStats>> {
     let mut out = Vec::with_capacity(clients.len());
     for c in clients {
         out.push(c.stats().await.ok());
