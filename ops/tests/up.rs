@@ -29,7 +29,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// A loopback network of its own for each test (`slot`) and test process.
 fn ip_base(slot: u32) -> String {
-    format!("127.{}", 100 + (std::process::id() % 50) * 2 + slot)
+    format!("127.{}", 100 + (std::process::id() % 30) * 4 + slot)
 }
 
 /// A running `arbor up`. Dropping it stops the cluster (SIGTERM, then SIGKILL to whatever is

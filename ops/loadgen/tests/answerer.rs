@@ -108,6 +108,18 @@ impl Pair {
             self.step();
         }
     }
+
+    /// Steps until `done` holds or `limit` of virtual time has passed; returns how long it
+    /// took. A DTLS flight that arrives before its peer is ready is resent after str0m's
+    /// 1 s retransmission timer, so how soon a pair connects depends on the random ICE and
+    /// DTLS values of the run.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Self) -> bool) -> Duration {
+        let start = self.now;
+        while !done(self) && self.now < start + limit {
+            self.step();
+        }
+        self.now - start
+    }
 }
 
 #[test]
@@ -116,8 +128,14 @@ fn the_offers_mlines_become_slots_that_render() {
     let mids = p.b.mids();
     assert_eq!(mids.audio_slots.len(), 1, "{mids:?}");
     assert_eq!(mids.video_slots.len(), 1, "{mids:?}");
+    let took = p.run_until(Duration::from_secs(5), |p| {
+        p.a.is_connected() && p.b.is_connected()
+    });
+    assert!(
+        p.a.is_connected() && p.b.is_connected(),
+        "not connected after {took:?}"
+    );
     p.run_for(Duration::from_secs(3));
-    assert!(p.a.is_connected() && p.b.is_connected());
 
     let now = p.now;
     let stats = p.b.stats(now);
@@ -153,8 +171,13 @@ fn the_offers_mlines_become_slots_that_render() {
 #[test]
 fn a_pin_on_another_profile_refuses_the_session() {
     let mut p = Pair::new(Some(SrtpProfile::AeadAes128Gcm));
-    p.run_for(Duration::from_secs(1));
-    let events: Vec<_> = std::iter::from_fn(|| p.b.poll_event()).collect();
+    let mut events = Vec::new();
+    p.run_until(Duration::from_secs(5), |p| {
+        events.extend(std::iter::from_fn(|| p.b.poll_event()));
+        events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::SrtpRefused { .. }))
+    });
     assert!(
         events.contains(&ClientEvent::SrtpRefused {
             required: SrtpProfile::AeadAes128Gcm,
