@@ -4,30 +4,14 @@
 //! each side did. Needs root (the namespace) and Debian's `janus`, which the test command
 //! installs.
 
-use serde_json::Value;
-use tokio::process::Command;
-
 mod common;
 
 #[tokio::test]
 async fn arbor_janus_and_the_bare_forwarder_side_by_side() {
     let dir = std::env::temp_dir().join(format!("arbor-bench-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(common::binaries().join("arbor"))
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["bench", "--subscribers", "3,6", "--window", "2s", "--json"])
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "arbor bench failed:\n{stdout}\n{stderr}"
-    );
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let bench = ["bench", "--subscribers", "3,6", "--window", "2s", "--json"];
+    let (report, _) = common::json_of(&common::arbor(&dir, &bench).await, "arbor bench");
     let rows = report["forwarding"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{report:#}");
     for (row, n) in rows.iter().zip([3, 6]) {

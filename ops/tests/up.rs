@@ -440,22 +440,20 @@ async fn arbor_load_reports_what_a_fleet_saw() {
     for link in &cluster.links {
         link_is_up(&up, link).await;
     }
-    let out = Command::new(common::binaries().join("arbor"))
-        .arg("--data-dir")
-        .arg(up.dir.join("data"))
-        .args(["load", "--subscribers", "6", "--duration", "3s", "--json"])
-        .args(["--bind", &format!("{net}.0.1")])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "arbor load failed:\n{stdout}\n{stderr}"
-    );
+    let bind = format!("{net}.0.1");
+    let load = [
+        "load",
+        "--subscribers",
+        "6",
+        "--duration",
+        "3s",
+        "--json",
+        "--bind",
+        &bind,
+    ];
+    let out = common::arbor(&up.dir.join("data"), &load).await;
+    let (report, stderr) = common::json_of(&out, "arbor load");
     assert!(stderr.contains("measuring: 7 joined, 0 failed"), "{stderr}");
-    let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["joined"], 7, "{report:#}");
     assert_eq!(report["failed"], 0, "{report:#}");
     assert_eq!(report["video_slots"], 6, "{report:#}");
@@ -475,13 +473,11 @@ async fn arbor_load_reports_what_a_fleet_saw() {
     );
 
     // Bad input names the problem.
-    let out = Command::new(common::binaries().join("arbor"))
-        .arg("--data-dir")
-        .arg(up.dir.join("data"))
-        .args(["load", "--publisher-edges", "mars-1"])
-        .output()
-        .await
-        .unwrap();
+    let out = common::arbor(
+        &up.dir.join("data"),
+        &["load", "--publisher-edges", "mars-1"],
+    )
+    .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -149,3 +149,23 @@ pub fn binaries() -> &'static Path {
         profile_dir.to_owned()
     })
 }
+
+/// Runs `arbor --data-dir <data_dir> <args>` (without the developer's `RUST_LOG`).
+pub async fn arbor(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(binaries().join("arbor"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The JSON an `arbor` command printed, and its stderr; fails the test if the command failed.
+pub fn json_of(out: &std::process::Output, what: &str) -> (serde_json::Value, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what} failed:\n{stdout}\n{stderr}");
+    (serde_json::from_str(&stdout).unwrap(), stderr)
+}

@@ -82,18 +82,7 @@ impl JanusApi {
     /// `GET /janus/info`: versions and settings.
     pub async fn info(&self) -> Result<Value, JanusError> {
         let url = format!("{}/info", self.base);
-        let what = "GET /janus/info";
-        let reply = self
-            .http
-            .get(&url)
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| JanusError::http(what, &e))?
-            .json::<Value>()
-            .await
-            .map_err(|e| JanusError::http(what, &e))?;
-        check_janus(what, reply)
+        exchange("GET /janus/info", self.http.get(&url)).await
     }
 
     /// Creates a session and starts its long-poll task.
@@ -131,19 +120,21 @@ impl JanusApi {
         transaction: String,
     ) -> Result<Value, JanusError> {
         msg["transaction"] = Value::String(transaction);
-        let reply = self
-            .http
-            .post(url)
-            .timeout(REQUEST_TIMEOUT)
-            .json(&msg)
-            .send()
-            .await
-            .map_err(|e| JanusError::http(what, &e))?
-            .json::<Value>()
-            .await
-            .map_err(|e| JanusError::http(what, &e))?;
-        check_janus(what, reply)
+        exchange(what, self.http.post(url).json(&msg)).await
     }
+}
+
+/// Sends `request` with the request timeout and checks Janus's JSON reply.
+async fn exchange(what: &str, request: reqwest::RequestBuilder) -> Result<Value, JanusError> {
+    let reply = request
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| JanusError::http(what, &e))?
+        .json::<Value>()
+        .await
+        .map_err(|e| JanusError::http(what, &e))?;
+    check_janus(what, reply)
 }
 
 /// `data.id` of a `success` reply.
