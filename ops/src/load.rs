@@ -100,6 +100,7 @@ pub fn spec(args: &LoadArgs, cluster: &Cluster) -> anyhow::Result<(Vec<Target>, 
         join_rate_per_s: args.join_rate,
         duration: args.duration,
         bind_ip: args.bind,
+        srtp_profile: None,
     };
     arbor_bench::load::plan(&spec, targets.len())?;
     Ok((targets, spec))

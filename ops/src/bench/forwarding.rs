@@ -15,6 +15,7 @@ use arbor_bench::load::run::JOIN_TIMEOUT;
 use arbor_bench::load::{
     Auth, Camera, LoadSpec, Progress, Report, Target, Window, measure, run_with,
 };
+use arbor_loadgen::srtp::DEFAULT_PROFILE;
 use arbor_loadgen::{ClientConfig, Epoch, MediaHandle, VideoConfig};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -102,6 +103,7 @@ pub async fn step(
         join_rate_per_s: 200.0,
         duration: window,
         bind_ip: sfu.client_ip,
+        srtp_profile: Some(DEFAULT_PROFILE),
     };
     let mut probe = CpuProbe::new(sfu.pid);
     let report = run_with(
@@ -226,6 +228,7 @@ pub async fn janus_step(
     let mut camera = ClientConfig::new(epoch);
     camera.video = Some(VideoConfig::single_layer());
     camera.source_id = 1;
+    camera.srtp_profile = Some(DEFAULT_PROFILE);
     let publisher = room.publisher(camera).await?;
     let feed = publisher
         .feed()
@@ -239,6 +242,7 @@ pub async fn janus_step(
             let _permit = gate.acquire_owned().await;
             let mut config = ClientConfig::subscriber(epoch, 0, 0);
             config.seed = n as u64 + 2;
+            config.srtp_profile = Some(DEFAULT_PROFILE);
             let peer = room
                 .subscriber(feed, config)
                 .await

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use arbor_loadgen::SrtpProfile;
 use relay_proto::MeetingId;
 
 /// Most video slots a synthetic subscriber opens (a gallery of 24 thumbnails plus a speaker).
@@ -52,6 +53,9 @@ pub struct LoadSpec {
     pub duration: Duration,
     /// Address the clients' UDP sockets bind (their ICE host candidate).
     pub bind_ip: IpAddr,
+    /// If set, clients close a session whose DTLS negotiated another SRTP profile (the
+    /// benchmarks pin one on every side).
+    pub srtp_profile: Option<SrtpProfile>,
 }
 
 /// One participant of the plan.
@@ -167,6 +171,7 @@ mod tests {
             join_rate_per_s: 50.0,
             duration: Duration::from_secs(10),
             bind_ip: [127, 0, 0, 1].into(),
+            srtp_profile: None,
         }
     }
 

@@ -270,6 +270,7 @@ async fn join_publishers(ctx: &Arc<Ctx>, seats: Vec<Seat>) -> Result<Vec<ClientH
             config.source_id = n as u32 + 1;
             config.seed = n as u64 + 1;
             config.name = Some(seat.identity.clone());
+            config.srtp_profile = ctx.spec.srtp_profile;
             let joined = ctx.connect(&seat, config).await;
             (i, seat, joined)
         });
@@ -350,6 +351,7 @@ async fn subscriber(ctx: &Ctx, ids: &[ParticipantId], seat: &Seat) -> Result<Cli
     };
     let mut config = ClientConfig::subscriber(ctx.epoch, watches.len(), ctx.spec.audio_slots);
     config.name = Some(seat.identity.clone());
+    config.srtp_profile = ctx.spec.srtp_profile;
     let handle = ctx.connect(seat, config).await?;
     let slots = handle.mids().video_slots;
     for (slot, &publisher) in slots.iter().zip(watches) {
