@@ -7,4 +7,4 @@ pub mod run;
 
 pub use plan::{Camera, LoadSpec, PlanError, Seat, SeatRole, Target, plan};
 pub use report::{Outcome, Percentiles, Report, aggregate};
-pub use run::{Auth, LoadError, Phase, Progress, Window, measure, run, run_with};
+pub use run::{Auth, LoadError, Phase, Progress, Window, camera_of, measure, run, run_with};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arbor_loadgen::protocol::{Kind, ServerMsg, Source, TrackInfo};
+use arbor_loadgen::protocol::TrackInfo;
 use arbor_loadgen::{ClientConfig, ClientHandle, Epoch, SlotStats, connect};
 use relay_proto::token::{Claims, mint};
 use tokio::time::Instant;
@@ -42,18 +42,9 @@ pub async fn viewer(ws_url: &str, token: &str, epoch: Epoch, n: u32) -> ClientHa
 
 /// `publisher`'s camera as `viewer` learns of it: in its snapshot, or announced later.
 pub async fn camera_of(viewer: &ClientHandle, publisher: &ClientHandle) -> TrackInfo {
-    let who = publisher.participant_id();
-    let is_cam = |t: &TrackInfo| {
-        t.participant_id == who && t.kind == Kind::Video && t.source == Source::Camera
-    };
-    if let Some(t) = viewer.joined().tracks.iter().find(|t| is_cam(t)) {
-        return t.clone();
-    }
-    let announced =
-        |m: &ServerMsg| matches!(m, ServerMsg::TrackPublished { track } if is_cam(track));
-    match viewer.wait_for_named("track_published", announced, T).await {
-        Ok(ServerMsg::TrackPublished { track }) => track,
-        other => panic!("the camera never reached this viewer's edge: {other:?}"),
+    match arbor_bench::load::camera_of(viewer, publisher.participant_id(), T).await {
+        Ok(track) => track,
+        Err(e) => panic!("the camera never reached this viewer's edge: {e}"),
     }
 }
 

@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arbor_loadgen::protocol::{Kind, ServerMsg, Source};
+use arbor_loadgen::protocol::{Kind, ServerMsg, Source, TrackInfo};
 use arbor_loadgen::{
-    ClientConfig, ClientHandle, ClientStats, ConnectOptions, Epoch, MediaHandle, VideoConfig,
-    connect_with,
+    ClientConfig, ClientHandle, ClientStats, ConnectOptions, DriverError, Epoch, MediaHandle,
+    VideoConfig, connect_with,
 };
 use relay_proto::ParticipantId;
 use relay_proto::token::{Claims, mint};
@@ -355,32 +355,10 @@ async fn subscriber(ctx: &Ctx, ids: &[ParticipantId], seat: &Seat) -> Result<Cli
     let handle = ctx.connect(seat, config).await?;
     let slots = handle.mids().video_slots;
     for (slot, &publisher) in slots.iter().zip(watches) {
-        let who = ids[publisher];
-        let is_cam = |kind: Kind, source: Source, by: ParticipantId| {
-            by == who && kind == Kind::Video && source == Source::Camera
-        };
-        let known = handle
-            .joined()
-            .tracks
-            .iter()
-            .find(|t| is_cam(t.kind, t.source, t.participant_id));
-        let track = match known {
-            Some(t) => t.id,
-            None => {
-                let announced = |m: &ServerMsg| {
-                    matches!(m, ServerMsg::TrackPublished { track }
-                        if is_cam(track.kind, track.source, track.participant_id))
-                };
-                match handle
-                    .wait_for_named("the publisher's camera", announced, JOIN_TIMEOUT)
-                    .await
-                {
-                    Ok(ServerMsg::TrackPublished { track }) => track.id,
-                    Ok(_) => unreachable!("matched a TrackPublished"),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        };
+        let track = camera_of(&handle, ids[publisher], JOIN_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?
+            .id;
         let height = ctx.spec.max_height;
         handle
             .subscribe(track, *slot, Some(height * 16 / 9), Some(height))
@@ -388,6 +366,30 @@ async fn subscriber(ctx: &Ctx, ids: &[ParticipantId], seat: &Seat) -> Result<Cli
             .map_err(|e| e.to_string())?;
     }
     Ok(handle)
+}
+
+/// `who`'s camera as `handle` learns of it: in its `joined` snapshot, or announced later
+/// (waiting up to `timeout`).
+pub async fn camera_of(
+    handle: &ClientHandle,
+    who: ParticipantId,
+    timeout: Duration,
+) -> Result<TrackInfo, DriverError> {
+    let is_cam = |t: &TrackInfo| {
+        t.participant_id == who && t.kind == Kind::Video && t.source == Source::Camera
+    };
+    if let Some(t) = handle.joined().tracks.iter().find(|t| is_cam(t)) {
+        return Ok(t.clone());
+    }
+    let announced =
+        |m: &ServerMsg| matches!(m, ServerMsg::TrackPublished { track } if is_cam(track));
+    match handle
+        .wait_for_named("the publisher's camera", announced, timeout)
+        .await?
+    {
+        ServerMsg::TrackPublished { track } => Ok(track),
+        _ => unreachable!("matched a TrackPublished"),
+    }
 }
 
 async fn snapshot(clients: &[&MediaHandle]) -> Vec<Option<ClientStats>> {
