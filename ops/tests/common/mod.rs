@@ -4,11 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arbor_loadgen::protocol::TrackInfo;
 use arbor_loadgen::{ClientConfig, ClientHandle, Epoch, SlotStats, connect};
-use relay_proto::token::{Claims, mint};
 use tokio::time::Instant;
 
 /// Longest wait for a client-side step that should take well under a second.
@@ -16,12 +15,15 @@ pub const T: Duration = Duration::from_secs(20);
 
 /// A join token for `identity` in `meeting`, valid for an hour, signed with `key`/`secret`.
 pub fn join_token(meeting: &str, identity: &str, key: &str, secret: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = Claims::join(&meeting.parse().unwrap(), identity, now + 3600);
-    mint(&claims, key, secret.as_bytes())
+    let auth = arbor_bench::load::Auth {
+        api_key: key.to_owned(),
+        api_secret: secret.to_owned(),
+    };
+    auth.join_token(
+        &meeting.parse().unwrap(),
+        identity,
+        Duration::from_secs(3600),
+    )
 }
 
 /// A publisher (camera with simulcast, microphone) joining at `ws_url`; `n` seeds it.

@@ -16,8 +16,8 @@ use arbor_loadgen::{
     ClientConfig, ClientHandle, ClientStats, ConnectOptions, DriverError, Epoch, MediaHandle,
     VideoConfig, connect_with,
 };
-use relay_proto::ParticipantId;
 use relay_proto::token::{Claims, mint};
+use relay_proto::{MeetingId, ParticipantId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -32,13 +32,24 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How long a participant may take to join, and a subscriber to see its publishers' cameras.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Token lifetime: longer than any run.
-const TOKEN_TTL_S: u64 = 24 * 3600;
+const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Credentials to mint join tokens with.
 #[derive(Debug, Clone)]
 pub struct Auth {
     pub api_key: String,
     pub api_secret: String,
+}
+
+impl Auth {
+    /// A token for `identity` to join `meeting`, valid for `ttl` from now.
+    pub fn join_token(&self, meeting: &MeetingId, identity: &str, ttl: Duration) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = Claims::join(meeting, identity, now + ttl.as_secs());
+        mint(&claims, &self.api_key, self.api_secret.as_bytes())
+    }
 }
 
 /// Where a run is, for a progress line.
@@ -218,9 +229,8 @@ struct Ctx {
 
 impl Ctx {
     fn token(&self, identity: &str) -> String {
-        let exp = unix_now() + TOKEN_TTL_S;
-        let claims = Claims::join(&self.spec.meeting, identity, exp);
-        mint(&claims, &self.auth.api_key, self.auth.api_secret.as_bytes())
+        self.auth
+            .join_token(&self.spec.meeting, identity, TOKEN_TTL)
     }
 
     fn options(&self) -> ConnectOptions {
@@ -242,12 +252,6 @@ impl Ctx {
         .await
         .map_err(|e| e.to_string())
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn camera(kind: Camera) -> VideoConfig {
