@@ -42,6 +42,14 @@ pub struct Step {
     /// Egress packets per CPU-second of the SFU.
     pub pps_per_cpu_s: f64,
     pub loss_pct: f64,
+    /// The window's figures from the synthetic clients and the machine; the bare forwarder,
+    /// whose sinks only count, has none of them.
+    pub clients: Option<ClientSide>,
+}
+
+/// What the load generator measured over a step's window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientSide {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     /// The load generator's CPU (this process), in cores.
@@ -54,14 +62,18 @@ pub struct Step {
 impl Step {
     /// Whether the ramp stops after this step, and why.
     pub fn limit(&self) -> Option<String> {
-        if self.failed_joins > 0 {
-            return Some(format!("{} subscribers failed to join", self.failed_joins));
+        let (failed, loadgen_cores) = self
+            .clients
+            .as_ref()
+            .map_or((0, 0.0), |c| (c.failed_joins, c.loadgen_cores));
+        if failed > 0 {
+            return Some(format!("{failed} subscribers failed to join"));
         }
         if self.loss_pct > MAX_LOSS_PCT {
             return Some(format!("loss {:.2}% > {MAX_LOSS_PCT}%", self.loss_pct));
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let used = self.sfu_cores + self.loadgen_cores;
+        let used = self.sfu_cores + loadgen_cores;
         if used > MAX_CPU_SHARE * cores {
             return Some(format!(
                 "the SFU and the load generator used {used:.2} of {cores} cores"
@@ -127,17 +139,19 @@ fn summarize(subscribers: usize, r: &Report, cpu: &WindowCpu) -> Step {
         egress_pps,
         egress_mbps: r.ingress_mbps,
         sfu_cores: cpu_s / secs,
-        loadgen_cores: cpu.loadgen_s / secs,
         pps_per_cpu_s: if cpu_s > 0.0 {
             r.subscriber_packets as f64 / cpu_s
         } else {
             0.0
         },
         loss_pct: r.loss_pct,
-        latency_p50_ms: r.latency.p50_ms,
-        latency_p99_ms: r.latency.p99_ms,
-        machine_busy: cpu.machine_busy,
-        failed_joins: r.failed,
+        clients: Some(ClientSide {
+            latency_p50_ms: r.latency.p50_ms,
+            latency_p99_ms: r.latency.p99_ms,
+            loadgen_cores: cpu.loadgen_s / secs,
+            machine_busy: cpu.machine_busy,
+            failed_joins: r.failed,
+        }),
     }
 }
 
@@ -294,10 +308,6 @@ pub fn bare_step(subscribers: usize, pps: u32, window: Duration) -> anyhow::Resu
         sfu_cores: m.cpu_s / m.window_s.max(1e-9),
         pps_per_cpu_s: m.egress_pps_per_cpu_s,
         loss_pct: m.loss_pct,
-        latency_p50_ms: 0.0,
-        latency_p99_ms: 0.0,
-        loadgen_cores: 0.0,
-        machine_busy: 0.0,
-        failed_joins: 0,
+        clients: None,
     })
 }
