@@ -3,9 +3,12 @@
 //!
 //! Each thread runs a current-thread tokio runtime and a single loop that waits for the
 //! first of: a datagram, a command from the HTTP side, a TCP frame, or the worker's deadline.
-//! Every input is followed by draining the worker's outputs. The worker is touched only by
-//! its thread, so the media path has no locks; the HTTP side reaches it through a bounded
-//! command channel ([`COMMAND_QUEUE`]) and never waits on media.
+//! Every input is followed by draining the worker's outputs; the UDP datagrams of one drain
+//! (one packet fanned out to every subscriber) leave together, in `sendmmsg` batches of
+//! [`arbor_udp::MAX_BATCH`], so the kernel is entered once per batch rather than once per
+//! subscriber. The worker is touched only by its thread, so the media path has no locks; the
+//! HTTP side reaches it through a bounded command channel ([`COMMAND_QUEUE`]) and never waits
+//! on media.
 //!
 //! A meeting's id hashes (`MeetingId::hash32`, FNV-1a: stable across builds, processes and
 //! edges) to one worker, so all of a meeting's participants meet on one thread, and a relay
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use arbor_udp::SendBatch;
 use bytes::Bytes;
 use edge_core::signal::{ClientMsg, ServerMsg};
 use edge_core::worker::IceRestart;
@@ -391,13 +395,7 @@ async fn run(
     let tcp = tcp.map(TcpListener::from_std).transpose()?;
     let tcp_local = tcp.as_ref().and_then(|l| l.local_addr().ok());
     let mut worker = Worker::new(cfg, Instant::now());
-    let mut shell = Shell {
-        udp: &udp,
-        shared: &shared,
-        signals: HashMap::new(),
-        tcp_writers: HashMap::new(),
-        links: HashMap::new(),
-    };
+    let mut shell = Shell::new(&udp, &shared);
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(TCP_QUEUE);
     let mut buf = vec![0u8; 2048];
     let mut deadline = Instant::now();
@@ -519,6 +517,8 @@ async fn tcp_connection(
 /// The parts of the worker thread that talk to the outside.
 struct Shell<'a> {
     udp: &'a UdpSocket,
+    /// UDP datagrams of one drain, sent together (`sendmmsg`) when it ends or fills up.
+    sends: SendBatch,
     shared: &'a Shared,
     signals: HashMap<ParticipantId, mpsc::Sender<ServerMsg>>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
@@ -526,7 +526,18 @@ struct Shell<'a> {
     links: HashMap<EdgeId, LinkHandle>,
 }
 
-impl Shell<'_> {
+impl<'a> Shell<'a> {
+    fn new(udp: &'a UdpSocket, shared: &'a Shared) -> Self {
+        Shell {
+            udp,
+            sends: SendBatch::new(false),
+            shared,
+            signals: HashMap::new(),
+            tcp_writers: HashMap::new(),
+            links: HashMap::new(),
+        }
+    }
+
     fn handle_command(&mut self, worker: &mut Worker, cmd: Command) {
         let now = Instant::now();
         match cmd {
@@ -611,11 +622,7 @@ impl Shell<'_> {
         loop {
             match worker.poll_output() {
                 Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => {
-                        // A full socket buffer drops the datagram: media is loss-tolerant
-                        // and waiting would stall every other participant.
-                        let _ = self.udp.try_send_to(&t.contents, t.destination);
-                    }
+                    Protocol::Udp => self.queue_udp(&t.contents, t.destination),
                     _ => {
                         if let Some(w) = self.tcp_writers.get(&t.destination) {
                             let _ = w.try_send(t.contents.to_vec());
@@ -659,8 +666,35 @@ impl Shell<'_> {
                         let _ = tx.try_send(msg);
                     }
                 }
-                Output::Timeout(at) => return at,
+                Output::Timeout(at) => {
+                    self.flush_udp();
+                    return at;
+                }
             }
+        }
+    }
+
+    /// Queues a datagram for the next `sendmmsg`, flushing first if the batch is full.
+    fn queue_udp(&mut self, contents: &[u8], to: SocketAddr) {
+        if contents.len() > arbor_udp::SLOT_LEN {
+            // Nothing the worker makes is this large (str0m keeps to the MTU); dropping
+            // it is what the kernel would do past the path MTU anyway.
+            metrics::counter!("arbor_udp_send_dropped_total").increment(1);
+            return;
+        }
+        if !self.sends.has_room() {
+            self.flush_udp();
+        }
+        self.sends.slot()[..contents.len()].copy_from_slice(contents);
+        self.sends.commit(to, contents.len());
+    }
+
+    /// Sends the queued datagrams. A full socket buffer drops them: media is loss-tolerant,
+    /// and waiting would stall every other participant of the worker.
+    fn flush_udp(&mut self) {
+        let sent = self.sends.flush(self.udp);
+        if sent.errors > 0 {
+            metrics::counter!("arbor_udp_send_dropped_total").increment(sent.errors);
         }
     }
 }
@@ -695,13 +729,7 @@ mod tests {
             resources: Default::default(),
             to_origin: None,
         };
-        let mut shell = Shell {
-            udp: &udp,
-            shared: &shared,
-            signals: HashMap::new(),
-            tcp_writers: HashMap::new(),
-            links: HashMap::new(),
-        };
+        let mut shell = Shell::new(&udp, &shared);
         let cfg = WorkerConfig {
             session: edge_core::SessionConfig::new(local, None).unwrap(),
             limits: edge_core::Limits::default(),

@@ -6,7 +6,8 @@
 //! subscriber's keys, and send, with `recvmmsg`/`sendmmsg` batches of 64 (and UDP GSO if asked
 //! and the kernel has it). One thread, one socket, no allocation per packet. Around it, a
 //! feeder sends the load generator's packet sizes at a chosen rate, and cheap sinks count
-//! what arrives without decrypting:
+//! what arrives without decrypting. The batched system calls are `arbor_udp`'s, the same
+//! the edge's media threads send with:
 //!
 //! ```no_run
 //! # fn main() -> Result<(), arbor_bench::bare::Error> {
@@ -32,7 +33,6 @@ mod measure;
 pub mod rtp;
 pub mod sink;
 pub mod srtp;
-mod sys;
 
 pub use error::Error;
 pub use feed::{FeedConfig, FeedHandle, FeedStats, Feeder, Script};

@@ -6,5 +6,5 @@ pub mod report;
 pub mod run;
 
 pub use plan::{Camera, LoadSpec, PlanError, Seat, SeatRole, Target, plan};
-pub use report::{Outcome, Percentiles, Report, aggregate};
+pub use report::{EdgeReport, Outcome, Percentiles, Report, aggregate};
 pub use run::{Auth, LoadError, Phase, Progress, Window, camera_of, measure, run, run_with};

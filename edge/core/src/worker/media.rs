@@ -14,7 +14,7 @@ use crate::router::keyframe::Decision;
 use crate::router::layers::{self, SlotView};
 use crate::router::rewrite::Vp8Ids;
 use crate::router::{Track, Verdict, h264, vp8};
-use crate::signal::{Kind, Quality, ServerMsg, Source, Speaker};
+use crate::signal::{Kind, LeaveReason, Quality, ServerMsg, Source, Speaker};
 use crate::speaker;
 
 /// One packet entering the router: from a local publisher's session, or from a tree
@@ -323,10 +323,17 @@ impl Worker {
                 .map(|tx| tx.write_rtp(write))
                 .is_some()
         });
+        // str0m's pacer releases a written packet only from a timeout, so run it now rather
+        // than through the timer set and the shell's loop: the packet leaves in this input's
+        // batch, and the subscriber's session is polled once instead of twice.
+        let timed_out = matches!(written, Ok(true)) && session.handle_timeout(now).is_err();
         if let Some(msg) = report
             && p.role == Role::Meeting
         {
             self.send(sub, msg);
+        }
+        if timed_out {
+            self.doom(sub, LeaveReason::Timeout);
         }
         self.drain(sub);
         matches!(written, Ok(true))

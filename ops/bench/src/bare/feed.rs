@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::Error;
 use super::rtp::FIXED_HEADER_LEN;
 use super::srtp::{MasterKey, SrtpContext};
-use super::sys::{self, SendBatch};
+use arbor_udp::SendBatch;
 
 /// RTP payload type of video packets.
 pub const PT_VIDEO: u8 = 96;
@@ -230,7 +230,7 @@ impl Feeder {
         if config.script.packets.is_empty() {
             return Err(Error::Config("the feeder's script has no packets"));
         }
-        let socket = sys::bind_udp(config.bind, SOCKET_BUFFER_BYTES, Duration::from_secs(1))
+        let socket = arbor_udp::bind_udp(config.bind, SOCKET_BUFFER_BYTES, Duration::from_secs(1))
             .map_err(Error::io("bind the feeder's socket"))?;
         let worker = Worker {
             ctx: SrtpContext::new(&config.keys)?,

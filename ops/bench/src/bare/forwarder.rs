@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::Error;
 use super::rtp::{self, Header};
 use super::srtp::{MasterKey, SrtpContext};
-use super::sys::{self, MAX_BATCH, RecvBatch, SendBatch};
+use arbor_udp::{MAX_BATCH, RecvBatch, SendBatch};
 
 /// Subscribers one forwarder serves.
 pub const MAX_SUBSCRIBERS: usize = 4096;
@@ -139,12 +139,12 @@ impl Forwarder {
                 limit: MAX_SUBSCRIBERS,
             });
         }
-        let socket = sys::bind_udp(config.bind, SOCKET_BUFFER_BYTES, RECV_TIMEOUT)
+        let socket = arbor_udp::bind_udp(config.bind, SOCKET_BUFFER_BYTES, RECV_TIMEOUT)
             .map_err(Error::io("bind the forwarder's socket"))?;
         let local_addr = socket
             .local_addr()
             .map_err(Error::io("read the forwarder's address"))?;
-        let gso = config.gso && sys::gso_supported(&socket);
+        let gso = config.gso && arbor_udp::gso_supported(&socket);
         let mut rng = StdRng::seed_from_u64(config.seed);
         let routes = config
             .subscribers

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::Error;
 use super::rtp::{Header, extend_seq};
-use super::sys::{self, RecvBatch};
+use arbor_udp::RecvBatch;
 
 /// Sinks one thread serves.
 pub const MAX_SINKS: usize = 4096;
@@ -202,9 +202,9 @@ impl Sinks {
             });
         }
         let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-        let socket = sys::bind_udp(bind, SOCKET_BUFFER_BYTES, RECV_TIMEOUT)
+        let socket = arbor_udp::bind_udp(bind, SOCKET_BUFFER_BYTES, RECV_TIMEOUT)
             .map_err(Error::io("bind the sinks' socket"))?;
-        sys::enable_pktinfo(&socket).map_err(Error::io("ask for IP_PKTINFO"))?;
+        arbor_udp::enable_pktinfo(&socket).map_err(Error::io("ask for IP_PKTINFO"))?;
         if config.poll_interval.is_some() {
             socket
                 .set_nonblocking(true)

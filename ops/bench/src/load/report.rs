@@ -72,10 +72,43 @@ pub struct Report {
     pub subscriber_packets: u64,
     /// How long subscribers were measured (from the last join to the end).
     pub measured_s: f64,
+    /// What the subscribers of each edge saw, in the order of the cluster's edges (empty
+    /// when the run had one edge). A cascade's hop shows as the difference between the
+    /// latency at the publishers' edge and at an edge one relay hop away.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_edge: Vec<EdgeReport>,
+}
+
+/// The subscribers of one edge.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EdgeReport {
+    pub edge: String,
+    pub subscribers: usize,
+    pub joined: usize,
+    pub first_frame: Percentiles,
+    pub latency: Percentiles,
+    pub loss_pct: f64,
+}
+
+impl EdgeReport {
+    /// The edge's part of a report aggregated over its subscribers only.
+    pub fn of(edge: &str, r: &Report) -> Self {
+        EdgeReport {
+            edge: edge.to_owned(),
+            subscribers: r.subscribers,
+            joined: r.joined,
+            first_frame: r.first_frame,
+            latency: r.latency,
+            loss_pct: r.loss_pct,
+        }
+    }
 }
 
 /// Aggregates `outcomes`; `measured` is the steady window after the last join.
-pub fn aggregate(outcomes: &[Outcome], measured: Duration) -> Report {
+pub fn aggregate<'a>(
+    outcomes: impl IntoIterator<Item = &'a Outcome>,
+    measured: Duration,
+) -> Report {
     let mut r = Report {
         measured_s: measured.as_secs_f64(),
         ..Report::default()
@@ -234,6 +267,18 @@ impl Report {
         row("measured for", format!("{:.1} s", self.measured_s));
         for (error, n) in &self.errors {
             row("error", format!("{n} × {error}"));
+        }
+        for e in &self.by_edge {
+            row(
+                &format!("on {}", e.edge),
+                format!(
+                    "{} subscribers, first frame {}, latency {}, loss {:.3} %",
+                    e.joined,
+                    pct(&e.first_frame),
+                    pct(&e.latency),
+                    e.loss_pct
+                ),
+            );
         }
         t
     }

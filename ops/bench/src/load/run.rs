@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::plan::{Camera, LoadSpec, PlanError, Seat, SeatRole, Target, plan};
-use super::report::{Outcome, Report, aggregate};
+use super::report::{EdgeReport, Outcome, Report, aggregate};
 
 /// Subscriber joins in flight at once: beyond this, a slow edge turns the ramp into a storm.
 pub const MAX_JOINS_IN_FLIGHT: usize = 64;
@@ -141,6 +141,7 @@ pub async fn run_with(
         joined: publishers.len(),
         ..Progress::default()
     };
+    let sub_edges: Vec<usize> = subs.iter().map(|s| s.edge).collect();
     let subscribers =
         join_subscribers(&ctx, &ids, subs, started, &mut progress, &mut on_progress).await;
 
@@ -150,7 +151,7 @@ pub async fn run_with(
         .iter()
         .map(|s| s.as_ref().map(ClientHandle::media).map_err(Clone::clone))
         .collect();
-    let report = measure(
+    let (outcomes, measured) = measure_outcomes(
         &pub_media,
         &sub_media,
         spec.duration,
@@ -158,7 +159,25 @@ pub async fn run_with(
         window_probe,
     )
     .await;
+    let publisher_count = pub_media.len();
+    drop((pub_media, sub_media));
     leave(publishers, subscribers).await;
+    let mut report = aggregate(&outcomes, measured);
+    if targets.len() > 1 {
+        let subscriber_outcomes = &outcomes[publisher_count..];
+        report.by_edge = targets
+            .iter()
+            .enumerate()
+            .map(|(e, target)| {
+                let mine = subscriber_outcomes
+                    .iter()
+                    .zip(&sub_edges)
+                    .filter(|(_, edge)| **edge == e)
+                    .map(|(o, _)| o);
+                EdgeReport::of(&target.id, &aggregate(mine, measured))
+            })
+            .collect();
+    }
     Ok(report)
 }
 
@@ -169,9 +188,23 @@ pub async fn measure(
     publishers: &[&MediaHandle],
     subscribers: &[Result<&MediaHandle, String>],
     duration: Duration,
-    (started, progress, on_progress): (Instant, &mut Progress, &mut impl FnMut(&Progress)),
+    progress: (Instant, &mut Progress, &mut impl FnMut(&Progress)),
     window_probe: &mut impl Window,
 ) -> Report {
+    let (outcomes, measured) =
+        measure_outcomes(publishers, subscribers, duration, progress, window_probe).await;
+    aggregate(&outcomes, measured)
+}
+
+/// [`measure`]'s window before aggregation: an outcome per publisher, then per subscriber
+/// (in the order given), and how long the window lasted.
+async fn measure_outcomes(
+    publishers: &[&MediaHandle],
+    subscribers: &[Result<&MediaHandle, String>],
+    duration: Duration,
+    (started, progress, on_progress): (Instant, &mut Progress, &mut impl FnMut(&Progress)),
+    window_probe: &mut impl Window,
+) -> (Vec<Outcome>, Duration) {
     let joined: Vec<&MediaHandle> = subscribers.iter().filter_map(|s| s.clone().ok()).collect();
     let before = snapshot(&joined).await;
     window_probe.started();
@@ -216,7 +249,7 @@ pub async fn measure(
             },
         });
     }
-    aggregate(&outcomes, measured)
+    (outcomes, measured)
 }
 
 /// What every join task needs.

@@ -1,12 +1,34 @@
-//! The batched UDP system calls that rustix does not wrap: `recvmmsg` (with the `IP_PKTINFO`
-//! destination address), `sendmmsg` with a `UDP_SEGMENT` control message (UDP GSO), and the
-//! two socket options behind them.
+//! Batched UDP for Linux: `recvmmsg` (with each datagram's `IP_PKTINFO` destination),
+//! `sendmmsg`, and UDP GSO (`UDP_SEGMENT`), the system calls rustix and tokio do not wrap.
 //!
-//! The only unsafe code of the crate lives here, behind safe types that own every buffer the
-//! kernel writes into: [`RecvBatch`] (up to [`MAX_BATCH`] datagrams per call) and
-//! [`SendBatch`] (an arena of queued datagrams, sent [`MAX_BATCH`] messages per call). The
-//! message headers that point into those buffers are built on the stack for each call, so
-//! nothing self-referential outlives a call and both types are plain `Send` data.
+//! A media server sends one datagram per subscriber per packet, so per-datagram system calls
+//! dominate its kernel time. [`SendBatch`] queues datagrams in an arena and sends up to
+//! [`MAX_BATCH`] of them per `sendmmsg`; [`RecvBatch`] reads up to [`MAX_BATCH`] per
+//! `recvmmsg`. Both work on blocking and non-blocking sockets (a full non-blocking send
+//! buffer counts as refused datagrams, like a dropped `send_to`):
+//!
+//! ```no_run
+//! # fn demo(socket: &std::net::UdpSocket, to: std::net::SocketAddr) {
+//! let mut batch = arbor_udp::SendBatch::new(false);
+//! for payload in [b"one".as_slice(), b"two"] {
+//!     if !batch.has_room() {
+//!         batch.flush(socket);
+//!     }
+//!     batch.slot()[..payload.len()].copy_from_slice(payload);
+//!     batch.commit(to, payload.len());
+//! }
+//! let sent = batch.flush(socket);
+//! assert_eq!(sent.datagrams, 2);
+//! # }
+//! ```
+//!
+//! The Arbor edge's media threads send through it, and so does `arbor bench`'s bare
+//! forwarder, the baseline the edge is measured against: one implementation for both keeps
+//! that comparison about SFU work, not about system calls.
+//!
+//! The crate's only unsafe code is here, behind safe types that own every buffer the kernel
+//! writes into. The message headers that point into those buffers are built on the stack for
+//! each call, so nothing self-referential outlives a call and both types are plain `Send` data.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -16,16 +38,16 @@ use std::os::fd::AsRawFd;
 use std::ptr;
 
 /// Datagrams per `recvmmsg`, and messages per `sendmmsg`.
-pub(super) const MAX_BATCH: usize = 64;
+pub const MAX_BATCH: usize = 64;
 
 /// Room for one datagram: more than any Ethernet-MTU packet, so nothing is truncated.
-pub(super) const SLOT_LEN: usize = 2048;
+pub const SLOT_LEN: usize = 2048;
 
 /// Segments in one GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
-pub(super) const MAX_GSO_SEGMENTS: usize = 64;
+pub const MAX_GSO_SEGMENTS: usize = 64;
 
 /// Bytes in one GSO message: under the 65,507-byte UDP payload limit.
-pub(super) const MAX_GSO_BYTES: usize = 65_000;
+pub const MAX_GSO_BYTES: usize = 65_000;
 
 /// Bytes a [`SendBatch`] queues before it must be flushed: a full batch of GSO messages of
 /// a few segments each, and far more than [`MAX_BATCH`] single datagrams.
@@ -36,7 +58,7 @@ const ARENA_LEN: usize = 256 * 1024;
 const CONTROL_WORDS: usize = 8;
 
 /// A batch of received datagrams, refilled by each [`RecvBatch::recv`].
-pub(super) struct RecvBatch {
+pub struct RecvBatch {
     data: Box<[u8]>,
     lens: [usize; MAX_BATCH],
     sources: [Option<SocketAddr>; MAX_BATCH],
@@ -56,7 +78,7 @@ impl std::fmt::Debug for RecvBatch {
 impl RecvBatch {
     /// An empty batch; with `pktinfo`, each datagram's IPv4 destination address is kept
     /// (the socket needs [`enable_pktinfo`]).
-    pub(super) fn new(pktinfo: bool) -> Self {
+    pub fn new(pktinfo: bool) -> Self {
         RecvBatch {
             data: vec![0; MAX_BATCH * SLOT_LEN].into_boxed_slice(),
             lens: [0; MAX_BATCH],
@@ -69,7 +91,7 @@ impl RecvBatch {
 
     /// Waits for at least one datagram (up to the socket's read timeout), then takes every
     /// datagram already queued, up to [`MAX_BATCH`]. Returns how many; 0 on timeout.
-    pub(super) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.count = 0;
         // SAFETY: all-zero is a valid value of these plain C structs.
         let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
@@ -126,44 +148,44 @@ impl RecvBatch {
     }
 
     /// Datagrams of the last [`RecvBatch::recv`].
-    pub(super) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.count
     }
 
     /// Datagram `i` (< [`RecvBatch::len`]), to read or rewrite in place.
-    pub(super) fn datagram_mut(&mut self, i: usize) -> &mut [u8] {
+    pub fn datagram_mut(&mut self, i: usize) -> &mut [u8] {
         let start = i * SLOT_LEN;
         &mut self.data[start..start + self.lens[i]]
     }
 
     /// Datagram `i` (< [`RecvBatch::len`]).
-    pub(super) fn datagram(&self, i: usize) -> &[u8] {
+    pub fn datagram(&self, i: usize) -> &[u8] {
         let start = i * SLOT_LEN;
         &self.data[start..start + self.lens[i]]
     }
 
     /// Where datagram `i` came from.
-    pub(super) fn source(&self, i: usize) -> Option<SocketAddr> {
+    pub fn source(&self, i: usize) -> Option<SocketAddr> {
         self.sources[i]
     }
 
     /// The IPv4 address datagram `i` was sent to (with `pktinfo`).
-    pub(super) fn destination(&self, i: usize) -> Option<Ipv4Addr> {
+    pub fn destination(&self, i: usize) -> Option<Ipv4Addr> {
         self.destinations[i]
     }
 }
 
 /// The outcome of one [`SendBatch::flush`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Flushed {
+pub struct Flushed {
     /// Datagrams (GSO segments counted one by one) the kernel took.
-    pub(super) datagrams: u64,
+    pub datagrams: u64,
     /// Datagrams refused with an error.
-    pub(super) errors: u64,
+    pub errors: u64,
     /// `sendmmsg` calls made.
-    pub(super) calls: u64,
+    pub calls: u64,
     /// A GSO message was refused with EIO or EINVAL, so the batch stopped using GSO.
-    pub(super) gso_failed: bool,
+    pub gso_failed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -181,7 +203,7 @@ struct Message {
 /// Datagrams queued for one `sendmmsg`: written straight into an arena, then sent together.
 /// With GSO, consecutive datagrams of equal size to one destination (a shorter one may close
 /// the run) become one message with a `UDP_SEGMENT` control message.
-pub(super) struct SendBatch {
+pub struct SendBatch {
     arena: Box<[u8]>,
     used: usize,
     messages: Vec<Message>,
@@ -199,7 +221,7 @@ impl std::fmt::Debug for SendBatch {
 
 impl SendBatch {
     /// An empty batch; `gso` only where [`gso_supported`] said so.
-    pub(super) fn new(gso: bool) -> Self {
+    pub fn new(gso: bool) -> Self {
         SendBatch {
             arena: vec![0; ARENA_LEN].into_boxed_slice(),
             used: 0,
@@ -209,23 +231,23 @@ impl SendBatch {
     }
 
     /// Whether nothing is queued.
-    pub(super) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
 
     /// Whether [`SendBatch::slot`] may be used; if not, flush first.
-    pub(super) fn has_room(&self) -> bool {
+    pub fn has_room(&self) -> bool {
         self.messages.len() < MAX_BATCH && ARENA_LEN - self.used >= SLOT_LEN
     }
 
     /// Where to write the next datagram: [`SLOT_LEN`] bytes. Call [`SendBatch::has_room`]
     /// first; the datagram counts once [`SendBatch::commit`]ted.
-    pub(super) fn slot(&mut self) -> &mut [u8] {
+    pub fn slot(&mut self) -> &mut [u8] {
         &mut self.arena[self.used..self.used + SLOT_LEN]
     }
 
     /// Queues the `len` bytes just written at [`SendBatch::slot`] for `destination`.
-    pub(super) fn commit(&mut self, destination: SocketAddr, len: usize) {
+    pub fn commit(&mut self, destination: SocketAddr, len: usize) {
         let offset = self.used;
         self.used += len.min(SLOT_LEN);
         if self.gso
@@ -252,8 +274,9 @@ impl SendBatch {
     }
 
     /// Sends everything queued, `MAX_BATCH` messages per call, and empties the batch. A
-    /// message the kernel refuses is counted and skipped; the rest still go.
-    pub(super) fn flush(&mut self, socket: &UdpSocket) -> Flushed {
+    /// message the kernel refuses is counted and skipped; the rest still go. Any UDP socket
+    /// will do (std's, or tokio's without waiting for it: a full non-blocking buffer refuses).
+    pub fn flush(&mut self, socket: &impl AsRawFd) -> Flushed {
         let mut out = Flushed::default();
         let n = self.messages.len();
         if n == 0 {
@@ -330,7 +353,7 @@ impl SendBatch {
 /// A UDP socket bound to `addr` with `buffer_bytes` of kernel buffer each way (forced past
 /// `rmem_max` where the process may, as root in the bench's namespace can) and a read timeout,
 /// so that a blocked [`RecvBatch::recv`] returns to check for a stop request.
-pub(super) fn bind_udp(
+pub fn bind_udp(
     addr: SocketAddr,
     buffer_bytes: usize,
     read_timeout: std::time::Duration,
@@ -348,7 +371,7 @@ pub(super) fn bind_udp(
 }
 
 /// Whether the kernel accepts UDP GSO on this socket (Linux ≥ 4.18).
-pub(super) fn gso_supported(socket: &UdpSocket) -> bool {
+pub fn gso_supported(socket: &UdpSocket) -> bool {
     let mut value: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value and len are valid for writes of the sizes given.
@@ -365,7 +388,7 @@ pub(super) fn gso_supported(socket: &UdpSocket) -> bool {
 }
 
 /// Asks for each datagram's destination address (`IP_PKTINFO`), for [`RecvBatch::new`].
-pub(super) fn enable_pktinfo(socket: &UdpSocket) -> io::Result<()> {
+pub fn enable_pktinfo(socket: &UdpSocket) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: `on` is a valid c_int for the duration of the call.
     let r = unsafe {
