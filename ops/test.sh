@@ -10,8 +10,9 @@
 #   3. every Rust test (unit, property, virtual-time, the whole-mesh simulator's committed
 #      seeds, loopback and QUIC integration) with nextest, against a throwaway PostgreSQL
 #      server for the origin's store (ops/pg-test.sh)
-#   4. the fuzz targets build, and each runs briefly
-#   5. the browser suite: Chromium participants and ffmpeg WHIP against a real edge, then
+#   4. the Terraform modules' offline checks (ops/terraform-check.sh)
+#   5. the fuzz targets build, and each runs briefly
+#   6. the browser suite: Chromium participants and ffmpeg WHIP against a real edge, then
 #      across an `arbor up` cluster (two regions in one meeting; WHIP on one edge, WHEP on two)
 #
 # ARBOR_FUZZ_SECONDS (default 10) sets how long each fuzz target runs.
@@ -65,6 +66,11 @@ step "tests"
 # separate `cargo build`: it would unify features differently and compile a second copy.
 ops/pg-test.sh run -- cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+
+step "terraform"
+# fmt, the provider-free topology module's init/validate/test, and every rendered edge and
+# origin config through --check-config of the binaries the tests just built.
+ops/terraform-check.sh
 
 step "fuzz targets"
 fuzz_seconds="${ARBOR_FUZZ_SECONDS:-10}"

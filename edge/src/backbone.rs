@@ -14,6 +14,9 @@
 //!   Control messages and datagrams go to the worker that owns the meeting: the meeting hash
 //!   in the message, or the high half of a datagram's flow id. Workers send directly on a
 //!   clone of the link's handle, so media never passes through these tasks on the way out.
+//! - **Drain**: the origin's `Drain` goes to [`Health`] (the HTTP handlers and every
+//!   signaling session follow it there); from then on the heartbeat says `draining`, and the
+//!   edge logs once when its last participant has left.
 //! - **Failure detection**: a link whose session has not answered a ping for
 //!   [`SUSPECT_AFTER`] is reported to the origin as unreachable at once, well before QUIC's
 //!   idle timeout closes it, so the origin can re-route trees within DESIGN.md §5's second.
@@ -31,6 +34,7 @@ use relay_proto::{
 use relay_quic::{LinkConfig, LinkEvent, LinkHandle, NodeCert, PkiDir, RelayEndpoint};
 use tokio::sync::mpsc;
 
+use crate::health::Health;
 use crate::media::{Command, Media};
 
 /// How often the origin hears from us.
@@ -149,6 +153,12 @@ impl Placements {
         }
     }
 
+    /// Where the origin places `meeting` now, asked afresh (a draining edge must not trust
+    /// an answer from before its drain): `Some` only when that is another edge.
+    pub async fn relocate(&self, meeting: &MeetingId) -> Option<(EdgeId, String)> {
+        self.ask(meeting).await.filter(|(edge, _)| *edge != self.me)
+    }
+
     async fn ask(&self, meeting: &MeetingId) -> Option<(EdgeId, String)> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let q = PlaceQuery {
@@ -169,11 +179,13 @@ impl Placements {
 }
 
 /// Binds the relay endpoint and starts the origin and accept tasks. `from_workers` carries
-/// what the workers send the origin (the other end is in `MediaConfig::to_origin`).
+/// what the workers send the origin (the other end is in `MediaConfig::to_origin`);
+/// `health` learns the origin link's state and the origin's drain.
 pub fn start(
     mut cfg: BackboneConfig,
     media: Media,
     from_workers: mpsc::Receiver<Control>,
+    health: Health,
 ) -> anyhow::Result<Backbone> {
     let me = Role::Edge(cfg.edge.clone());
     let cert = NodeCert::from_pem_files(&cfg.pki.node_cert(&me), &cfg.pki.node_key(&me))
@@ -200,6 +212,7 @@ pub fn start(
         endpoint,
         media,
         peers,
+        health,
     };
     tokio::spawn(accept_loop(ctx.clone()));
     tokio::spawn(origin_link(ctx, from_workers, query_rx));
@@ -215,6 +228,7 @@ struct Ctx {
     endpoint: Arc<RelayEndpoint>,
     media: Media,
     peers: Arc<Mutex<Peers>>,
+    health: Health,
 }
 
 impl Ctx {
@@ -388,6 +402,7 @@ async fn origin_link(
                 hello.session.keepalive = relay_quic::endpoint::KEEPALIVE;
                 let (link, events) = relay_quic::link::spawn(peer, hello);
                 serve_origin(&ctx, &link, events, &mut from_workers, &mut queries).await;
+                ctx.health.handle_origin_down();
                 tracing::warn!("origin link lost; meetings go on, reconnecting");
             }
             Err(e) => tracing::debug!("origin unreachable: {e}"),
@@ -409,12 +424,12 @@ async fn serve_origin(
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     // Checked often: this is the fast path of failure detection, and a scan is cheap.
     let mut suspicion = tokio::time::interval(SUSPECT_CHECK);
-    let mut cpu = CpuMeter::default();
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(LinkEvent::Up(_)) => {
                     tracing::info!("origin link up");
+                    ctx.health.handle_origin_up();
                     let _ = link.send(Control::Register(edge_info(&ctx.cfg))).await;
                     // The origin may have restarted: tell it everything again.
                     ctx.broadcast(|| Command::ResendPresence);
@@ -441,7 +456,7 @@ async fn serve_origin(
                 }
             }
             _ = heartbeat.tick() => {
-                let _ = link.try_send(Control::Heartbeat(load(ctx, &mut cpu)));
+                let _ = link.try_send(Control::Heartbeat(load(ctx)));
                 let _ = link.try_send(Control::RttReport(rtt_report(ctx, false)));
             }
             _ = suspicion.tick() => {
@@ -457,6 +472,15 @@ async fn serve_origin(
 fn handle_origin_message(ctx: &Ctx, msg: Control) {
     match msg {
         Control::Peers(list) => update_peers(ctx, list),
+        Control::Drain { target } => {
+            let to = target.as_ref().map(|t| t.edge.to_string());
+            if ctx.health.handle_drain(target) {
+                tracing::info!(
+                    target = to.as_deref().unwrap_or("none"),
+                    "draining: no new joins; clients are told to move"
+                );
+            }
+        }
         Control::TreeUpdate(update) => {
             let w = ctx.media.worker_for(&update.meeting);
             if ctx.media.send(w, Command::TreeUpdate(update)).is_err() {
@@ -541,52 +565,18 @@ fn rtt_report(ctx: &Ctx, only_new_suspects: bool) -> Vec<RttSample> {
     out
 }
 
-fn load(ctx: &Ctx, cpu: &mut CpuMeter) -> Load {
+fn load(ctx: &Ctx) -> Load {
     let stats = ctx.media.stats();
+    let participants = stats.iter().map(|s| s.participants).sum::<u64>();
+    if ctx.health.handle_participants(participants) {
+        tracing::info!("drained: no participants left; the edge can be stopped");
+    }
     Load {
-        participants: stats.iter().map(|s| s.participants).sum::<u64>() as u32,
+        participants: u32::try_from(participants).unwrap_or(u32::MAX),
         meetings: stats.iter().map(|s| s.meetings).sum::<u64>() as u32,
-        cpu_permille: cpu.permille(),
-        draining: false,
+        cpu_permille: ctx.health.cpu_permille(),
+        draining: ctx.health.is_draining(),
     }
-}
-
-/// Process CPU use since the last call, per mille of all cores (from /proc/self/stat).
-#[derive(Debug, Default)]
-struct CpuMeter {
-    last: Option<(Instant, u64)>,
-}
-
-impl CpuMeter {
-    fn permille(&mut self) -> u16 {
-        let Some(ticks) = process_ticks() else {
-            return 0;
-        };
-        let now = Instant::now();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let out = match self.last {
-            Some((t, before)) => {
-                let wall = now.duration_since(t).as_secs_f64().max(1e-3);
-                // Linux reports in clock ticks of 1/100 s on every supported platform.
-                let busy = ticks.saturating_sub(before) as f64 / 100.0;
-                (busy / wall / cores * 1000.0).clamp(0.0, 1000.0) as u16
-            }
-            None => 0,
-        };
-        self.last = Some((now, ticks));
-        out
-    }
-}
-
-/// utime + stime of this process, in clock ticks.
-fn process_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 #[cfg(test)]
@@ -610,10 +600,5 @@ mod tests {
         assert_eq!(meeting_hash(&nack), Some(m.hash32()));
         assert_eq!(meeting_hash(&sub), Some(m.hash32()));
         assert_eq!(meeting_hash(&Control::Ping { nonce: 1 }), None);
-    }
-
-    #[test]
-    fn cpu_ticks_are_readable() {
-        assert!(process_ticks().is_some());
     }
 }

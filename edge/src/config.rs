@@ -93,6 +93,11 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// max_subscriptions_per_participant = 128
 /// max_meetings_per_worker = 1000
 ///
+/// [health]                     # when /readyz answers 503 (anycast and DNS health checks)
+/// max_cpu = 0.9                 # share of the machine's CPU, over the last 3 s
+/// max_sessions = 10000          # meeting participants plus WHIP/WHEP sessions
+/// origin_grace_s = 10           # origin unreachable this long, and no meeting hosted here
+///
 /// [log]
 /// level = "info"                # a level, or target=level directives: "info,arbor_edge=debug"
 /// format = "text"               # "text" or "json"
@@ -111,6 +116,7 @@ pub struct Config {
     pub backbone: Backbone,
     pub auth: Auth,
     pub limits: Limits,
+    pub health: Health,
     pub log: Log,
 }
 
@@ -221,6 +227,33 @@ pub struct Limits {
     pub resume_grace_s: u64,
     pub max_subscriptions_per_participant: usize,
     pub max_meetings_per_worker: usize,
+}
+
+/// `[health]`: the thresholds past which `/readyz` answers 503, so that anycast and DNS
+/// health checks send new clients elsewhere (`crate::health`). Draining always does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    /// Not ready at or above this share of the machine's CPU (all cores), averaged over the
+    /// last few seconds; 0 < max_cpu ≤ 1.
+    pub max_cpu: f64,
+    /// Not ready at or above this many sessions: meeting participants plus WHIP/WHEP
+    /// sessions.
+    pub max_sessions: u64,
+    /// Not ready once the origin has been unreachable for this long while the edge hosts no
+    /// meeting (an edge that hosts one keeps serving it: the data plane does not need the
+    /// origin). Only with the backbone on.
+    pub origin_grace_s: u64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            max_cpu: 0.9,
+            max_sessions: 10_000,
+            origin_grace_s: 10,
+        }
+    }
 }
 
 /// `[log]`: what the edge logs and how.
@@ -393,6 +426,7 @@ impl Config {
         self.check_auth(&mut problems);
         self.check_limits(&mut problems);
         self.check_backbone(&mut problems);
+        self.check_health(&mut problems);
         check_log_level(&mut problems, &self.log.level);
         problems.into_result()
     }
@@ -442,6 +476,31 @@ impl Config {
                     format!("{peer} = {addr} cannot be dialled; give a concrete address and port"),
                 );
             }
+        }
+    }
+
+    fn check_health(&self, p: &mut Problems) {
+        let h = &self.health;
+        if !(h.max_cpu > 0.0 && h.max_cpu <= 1.0) {
+            p.add(
+                "health.max_cpu",
+                format!(
+                    "{} is not a share of the machine's CPU (0 < max_cpu <= 1)",
+                    h.max_cpu
+                ),
+            );
+        }
+        if !(1..=10_000_000).contains(&h.max_sessions) {
+            p.add(
+                "health.max_sessions",
+                format!("{} is outside 1..=10000000", h.max_sessions),
+            );
+        }
+        if h.origin_grace_s > 3600 {
+            p.add(
+                "health.origin_grace_s",
+                format!("{} is outside 0..=3600", h.origin_grace_s),
+            );
         }
     }
 
@@ -515,6 +574,25 @@ impl Config {
             return;
         }
         let udp = port_range(p, "media.udp_port", media.udp_port, workers);
+        let relay = self.backbone.listen;
+        let same_ip =
+            |ip: IpAddr| ip == media.bind || ip.is_unspecified() || media.bind.is_unspecified();
+        if let Some(udp) = udp
+            && self.backbone.enabled
+            && same_ip(relay.ip())
+            && (udp.0..=udp.1).contains(&u32::from(relay.port()))
+        {
+            p.add(
+                "media.udp_port",
+                format!(
+                    "port range udp_port..udp_port+workers ({}..={}) includes the backbone's \
+                     QUIC port {} of backbone.listen; a worker could not bind it",
+                    udp.0,
+                    udp.1,
+                    relay.port()
+                ),
+            );
+        }
         let tcp = match media.tcp_port {
             0 => None,
             port => port_range(p, "media.tcp_port", port, workers),
@@ -818,6 +896,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("limits", "resume_grace_s"),
     ("limits", "max_subscriptions_per_participant"),
     ("limits", "max_meetings_per_worker"),
+    ("health", "max_cpu"),
+    ("health", "max_sessions"),
+    ("health", "origin_grace_s"),
     ("log", "level"),
     ("log", "format"),
 ];
@@ -868,6 +949,9 @@ fn apply_env(cfg: &mut Config, var: &str, value: &str) -> Result<(), String> {
             c.limits.max_subscriptions_per_participant = typed(value)?;
         }
         ("limits", "max_meetings_per_worker") => c.limits.max_meetings_per_worker = typed(value)?,
+        ("health", "max_cpu") => c.health.max_cpu = typed(value)?,
+        ("health", "max_sessions") => c.health.max_sessions = typed(value)?,
+        ("health", "origin_grace_s") => c.health.origin_grace_s = typed(value)?,
         ("log", "level") => c.log.level = value.to_owned(),
         ("log", "format") => {
             c.log.format = match value.to_ascii_lowercase().as_str() {
@@ -1112,6 +1196,9 @@ mod tests {
                 ("ARBOR_LIMITS_RESUME_GRACE_S", "60"),
                 ("ARBOR_LIMITS_MAX_SUBSCRIPTIONS_PER_PARTICIPANT", "64"),
                 ("ARBOR_LIMITS_MAX_MEETINGS_PER_WORKER", "10"),
+                ("ARBOR_HEALTH_MAX_CPU", "0.75"),
+                ("ARBOR_HEALTH_MAX_SESSIONS", "500"),
+                ("ARBOR_HEALTH_ORIGIN_GRACE_S", "3"),
                 ("ARBOR_LOG_LEVEL", "debug"),
                 ("ARBOR_LOG_FORMAT", "JSON"),
                 // Not ours: ignored.
@@ -1144,6 +1231,9 @@ mod tests {
         assert_eq!(cfg.limits.resume_grace_s, 60);
         assert_eq!(cfg.limits.max_subscriptions_per_participant, 64);
         assert_eq!(cfg.limits.max_meetings_per_worker, 10);
+        assert_eq!(cfg.health.max_cpu, 0.75);
+        assert_eq!(cfg.health.max_sessions, 500);
+        assert_eq!(cfg.health.origin_grace_s, 3);
         assert_eq!(cfg.log.level, "debug");
         assert_eq!(cfg.log.format, LogFormat::Json);
     }
@@ -1326,6 +1416,26 @@ mod tests {
     }
 
     #[test]
+    fn media_ports_must_leave_the_backbone_port_free() {
+        let mut cfg = Config::default();
+        cfg.backbone.enabled = true;
+        cfg.media.udp_port = 7882;
+        cfg.media.workers = 16;
+        cfg.backbone.listen = SocketAddr::new(cfg.media.bind, 7890);
+        let problems = cfg.validate().unwrap_err().to_string();
+        assert!(
+            problems.contains("includes the backbone's QUIC port 7890"),
+            "{problems}"
+        );
+        cfg.media.udp_port = 7900;
+        assert!(
+            !cfg.validate()
+                .err()
+                .is_some_and(|e| e.to_string().contains("QUIC port"))
+        );
+    }
+
+    #[test]
     fn validation_keys() {
         let mut cfg = Config::dev_default();
         cfg.auth.keys = BTreeMap::from([("devkey".into(), Secret::new("short"))]);
@@ -1342,6 +1452,36 @@ mod tests {
         let mut cfg = Config::dev_default();
         cfg.media.public_ip = Some("203.0.113.7".parse().unwrap());
         assert!(one_problem(&cfg).contains("well-known development secret"));
+    }
+
+    #[test]
+    fn validation_health() {
+        let mut cfg = Config::dev_default();
+        assert_eq!(cfg.health, Health::default());
+        for bad in [0.0, -0.5, 1.01, f64::NAN] {
+            cfg.health.max_cpu = bad;
+            assert!(
+                one_problem(&cfg).starts_with("health.max_cpu:"),
+                "{bad}: {:?}",
+                problems_of(&cfg, 2)
+            );
+        }
+        cfg.health.max_cpu = 1.0;
+        cfg.health.max_sessions = 0;
+        assert_eq!(
+            one_problem(&cfg),
+            "health.max_sessions: 0 is outside 1..=10000000"
+        );
+        cfg.health.max_sessions = 1;
+        cfg.health.origin_grace_s = 3601;
+        assert_eq!(
+            one_problem(&cfg),
+            "health.origin_grace_s: 3601 is outside 0..=3600"
+        );
+        cfg.health.origin_grace_s = 0;
+        assert!(problems_of(&cfg, 2).is_empty());
+        let e = load(None, env(&[("ARBOR_HEALTH_MAX_CPU", "most")])).unwrap_err();
+        assert_eq!(e.problems()[0].path, "ARBOR_HEALTH_MAX_CPU");
     }
 
     #[test]

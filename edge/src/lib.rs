@@ -7,11 +7,13 @@
 //! - [`media`]: worker threads (one per core) driving `edge_core::Worker`.
 //! - [`backbone`]: QUIC links to the origin and the other edges (the cascade).
 //! - [`http`]: signaling WebSocket, WHIP/WHEP, web client, `/livez`, `/readyz`, `/metrics`.
+//! - [`health`]: when `/readyz` says no (draining, overloaded, origin lost), and the drain.
 //! - [`config`]: the TOML configuration with env overrides.
 
 pub mod backbone;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod media;
 pub mod metrics;
@@ -62,6 +64,11 @@ impl Edge {
             to_origin: config.backbone.enabled.then_some(to_origin),
         })?;
         let metrics = telemetry::Metrics::install(&config.edge.id)?;
+        let health = health::Health::new(
+            health::Thresholds::from_config(&config.health),
+            config.backbone.enabled,
+        );
+        health.spawn_cpu_sampler();
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP listener {}", config.http.listen))?;
@@ -87,7 +94,7 @@ impl Edge {
                 capacity: b.capacity,
                 peer_addrs: b.peer_addrs.clone(),
             };
-            let b = backbone::start(cfg, media.clone(), from_workers)?;
+            let b = backbone::start(cfg, media.clone(), from_workers, health.clone())?;
             (Some(b.local_addr), Some(b.placements))
         } else {
             (None, None)
@@ -97,6 +104,7 @@ impl Edge {
             media: media.clone(),
             metrics: metrics.clone(),
             placements,
+            health,
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

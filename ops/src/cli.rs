@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use relay_proto::MeetingId;
+use relay_proto::{EdgeId, MeetingId};
 
 /// Arbor: a cascading WebRTC SFU mesh.
 #[derive(Debug, Parser)]
@@ -31,27 +31,118 @@ pub enum Command {
     Load(LoadArgs),
     /// Measure Arbor's forwarding (in a network namespace of its own; needs root).
     Bench(BenchArgs),
+    /// Act on one edge of a cluster through the origin (drain it).
+    Edge(EdgeArgs),
+}
+
+/// `arbor edge`.
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    #[command(subcommand)]
+    pub action: EdgeAction,
+}
+
+/// What `arbor edge` does.
+#[derive(Debug, Subcommand)]
+pub enum EdgeAction {
+    /// Take no new joins on an edge and move its clients to other edges; by default, wait
+    /// until it is empty (then it can be stopped).
+    Drain(DrainArgs),
+}
+
+/// `arbor edge drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The edge's id, as `GET /v1/edges` lists it (`arbor up`: eu-1, us-1, ap-1, …).
+    pub id: EdgeId,
+    /// The cluster file with the origin's URL and credentials [default:
+    /// <data-dir>/cluster.json].
+    #[arg(long)]
+    pub cluster: Option<PathBuf>,
+    /// Wait until the origin reports the edge empty (the default).
+    #[arg(long, overrides_with = "no_wait")]
+    pub wait: bool,
+    /// Return as soon as the origin has recorded the drain.
+    #[arg(long, overrides_with = "wait")]
+    pub no_wait: bool,
+    /// Longest wait for the edge to empty: `90s`, `10m`, `1h`.
+    #[arg(long, default_value = "10m", value_parser = parse_ttl)]
+    pub timeout: Duration,
+}
+
+impl DrainArgs {
+    /// Whether to wait for the edge to empty (`--wait` unless `--no-wait` came last).
+    pub fn wait(&self) -> bool {
+        !self.no_wait
+    }
 }
 
 /// `arbor bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Subscriber counts of the forwarding ramp, in order; it stops at the first step with
+    /// What to measure.
+    #[arg(value_enum, default_value_t = Scenario::Forwarding)]
+    pub scenario: Scenario,
+    /// A reduced run in under three minutes: two forwarding steps side by side with Janus and
+    /// the bare forwarder, a 1 → 200 broadcast over three cascaded edges and 100 idle joins.
+    /// With `--json`, one object with the headline figures.
+    #[arg(long, conflicts_with = "scenario")]
+    pub quick: bool,
+    /// Runs of each measurement; the report gives their median and range.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
+    /// Forwarding: subscriber counts of the ramp, in order; it stops at the first step with
     /// loss above 0.5% or the machine's CPU saturated.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 25, 50, 100, 200, 400])]
     pub subscribers: Vec<usize>,
-    /// How long each step is measured once its subscribers have joined.
+    /// Broadcast: viewers of the one publisher, spread over three cascaded edges.
+    #[arg(long, default_value_t = 1000)]
+    pub viewers: usize,
+    /// Meeting: participants, each publishing simulcast and watching a gallery (one large
+    /// tile and up to 24 thumbnails).
+    #[arg(long, default_value_t = 100)]
+    pub participants: usize,
+    /// Join storm and memory: participants joining at once.
+    #[arg(long, default_value_t = 500)]
+    pub joins: usize,
+    /// How long each step is measured once its participants have joined.
     #[arg(long, default_value = "10s", value_parser = parse_ttl)]
     pub window: Duration,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the forwarding ramp's CPU and loss against subscribers, Arbor and Janus, as
+    /// SVG files in this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// The `arbor-edge` binary [default: beside `arbor`, else on PATH].
     #[arg(long)]
     pub edge_bin: Option<PathBuf>,
     /// The `arbor-origin` binary [default: beside `arbor`, else on PATH].
     #[arg(long)]
     pub origin_bin: Option<PathBuf>,
+}
+
+/// `arbor bench`'s scenarios (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 1 publisher → N subscribers on one edge, side by side with Janus and the bare
+    /// forwarder, N stepped up until loss or CPU ends the ramp.
+    Forwarding,
+    /// A meeting on one edge: every participant publishes and watches a gallery.
+    Meeting,
+    /// 1 publisher → many viewers over three cascaded edges.
+    Broadcast,
+    /// The latency and CPU one relay hop adds: the same viewers on the publisher's edge, then
+    /// split between it and a second edge.
+    Hop,
+    /// Many joins at once: server CPU per join, memory per idle participant, time to first
+    /// frame.
+    JoinStorm,
+    /// Memory (and CPU) per idle participant: the join storm without the media part.
+    Memory,
+    /// Every scenario above, in turn.
+    All,
 }
 
 /// `arbor load`.
@@ -89,6 +180,10 @@ pub struct LoadArgs {
     /// `q`, `h` and `f` layers.
     #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u32).range(90..=2160))]
     pub max_height: u32,
+    /// A gallery: video slots after the first ask for this height (thumbnails), the first for
+    /// `--max-height`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(90..=2160))]
+    pub thumbnail_height: Option<u32>,
     /// Subscriber joins per second.
     #[arg(long, default_value_t = 50.0)]
     pub join_rate: f64,
@@ -344,6 +439,35 @@ mod tests {
             "k",
         ]);
         assert!(e.is_err(), "--api-key needs --api-secret");
+
+        let drain = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Edge(EdgeArgs {
+                action: EdgeAction::Drain(d),
+            }) = cli.command
+            else {
+                panic!("not edge drain")
+            };
+            d
+        };
+        let d = drain(&["arbor", "edge", "drain", "eu-1"]);
+        assert_eq!((d.id.as_str(), d.wait()), ("eu-1", true));
+        assert_eq!(d.timeout, Duration::from_secs(600));
+        let d = drain(&[
+            "arbor",
+            "edge",
+            "drain",
+            "us-1",
+            "--no-wait",
+            "--timeout",
+            "30s",
+        ]);
+        assert_eq!((d.wait(), d.timeout), (false, Duration::from_secs(30)));
+        assert!(drain(&["arbor", "edge", "drain", "e", "--no-wait", "--wait"]).wait());
+        let e = Cli::try_parse_from(["arbor", "edge", "drain", "no such"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("edge id may only contain"), "{e}");
 
         let cli = Cli::try_parse_from(["arbor", "up", "--ip-base", "127.2"]).unwrap();
         let Command::Up(up) = cli.command else {

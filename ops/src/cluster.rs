@@ -3,7 +3,10 @@
 //! ```json
 //! { "origin": { "api_url": "http://127.0.0.1:7780/v1", "http_url": "http://127.0.0.1:7780",
 //!               "pid": 4241, "relay_addr": "127.0.0.1:7790" },
-//!   "api_key": "APIx…", "api_secret": "…", "dns": null,
+//!   "api_key": "APIx…", "api_secret": "…",
+//!   "dns": { "addr": "127.0.0.1:7853", "zone": "arbor.test", "name": "edge.arbor.test",
+//!            "regions": [ { "region": "eu-west", "client_subnet": "198.51.100.0/24",
+//!                           "client_subnet_v6": "2001:db8:1::/48" }, … ] },
 //!   "edges": [ { "id": "eu-1", "region": "eu-west", "pid": 4242,
 //!                "http_url": "http://127.0.1.1:7880",
 //!                "whip_url": "http://127.0.1.1:7880/v1/whip",
@@ -15,9 +18,13 @@
 //! ```
 //!
 //! The WHIP/WHEP URLs are bases: append `/<meeting>`. Readers must ignore fields they do not
-//! know, so the file can grow (the DNS field is `null` until there is one). Fields added after
-//! the first version (an edge's `relay_addr`, `lat` and `lon`; `links`) have defaults, so
-//! older files still read.
+//! know, so the file can grow (the DNS field is `null` without a DNS server). Fields added
+//! after the first version (an edge's `relay_addr`, `lat` and `lon`; `links`; DNS's `zone`,
+//! `name` and `regions`) have defaults, so older files still read.
+//!
+//! Each DNS region names client subnets the cluster's synthetic MaxMind database places in
+//! that region, so steering can be checked by hand:
+//! `dig @127.0.0.1 -p 7853 edge.arbor.test +subnet=198.51.100.0/24` answers eu-west's edge.
 
 use std::fmt;
 use std::io::Write as _;
@@ -64,7 +71,26 @@ pub struct Origin {
 /// The steering DNS server of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {
+    /// UDP and TCP.
     pub addr: SocketAddr,
+    /// The zone it serves.
+    #[serde(default)]
+    pub zone: String,
+    /// The steered name: the nearest healthy edge for the client.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub regions: Vec<DnsRegion>,
+}
+
+/// Client subnets that steer to one region (per the cluster's synthetic database).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRegion {
+    pub region: RegionId,
+    /// For `dig +subnet=…`: an IPv4 subnet placed in the region.
+    pub client_subnet: String,
+    /// An IPv6 one.
+    pub client_subnet_v6: String,
 }
 
 /// One edge process.
@@ -224,7 +250,16 @@ mod tests {
             }),
             api_key: "APIabc".into(),
             api_secret: "s".repeat(43),
-            dns: None,
+            dns: Some(Dns {
+                addr: "127.0.0.1:7853".parse().unwrap(),
+                zone: "arbor.test".into(),
+                name: "edge.arbor.test".into(),
+                regions: vec![DnsRegion {
+                    region: RegionId::new("eu-west").unwrap(),
+                    client_subnet: "198.51.100.0/24".into(),
+                    client_subnet_v6: "2001:db8:1::/48".into(),
+                }],
+            }),
             links: vec![Link {
                 a: eu.id.clone(),
                 b: us.id.clone(),
@@ -255,7 +290,13 @@ mod tests {
         assert_eq!(json["origin"]["api_url"], "http://127.0.0.1:7780/v1");
         assert_eq!(json["origin"]["relay_addr"], "127.0.0.1:7790");
         assert_eq!(json["origin"]["pid"], 4241);
-        assert_eq!(json["dns"], serde_json::Value::Null);
+        assert_eq!(json["dns"]["addr"], "127.0.0.1:7853");
+        assert_eq!(json["dns"]["name"], "edge.arbor.test");
+        assert_eq!(json["dns"]["regions"][0]["region"], "eu-west");
+        assert_eq!(
+            json["dns"]["regions"][0]["client_subnet"],
+            "198.51.100.0/24"
+        );
         assert_eq!(json["api_key"], "APIabc");
         let edge = &json["edges"][0];
         for key in [
@@ -299,8 +340,13 @@ mod tests {
         assert_eq!(parsed, cluster);
         assert!(!format!("{cluster:?}").contains(&cluster.api_secret));
 
-        // A file from before the cascade (no links, no relay address or location) still reads.
+        // A file from before the cascade (no links, no relay address or location, no DNS)
+        // still reads, and so does one whose DNS has only an address.
         let mut older = json;
+        older["dns"] = serde_json::json!({ "addr": "127.0.0.1:53" });
+        let parsed: Cluster = serde_json::from_value(older.clone()).unwrap();
+        assert!(parsed.dns.unwrap().regions.is_empty());
+        older["dns"] = serde_json::Value::Null;
         older["origin"] = serde_json::Value::Null;
         older.as_object_mut().unwrap().remove("links");
         for key in ["relay_addr", "lat", "lon"] {

@@ -1,5 +1,6 @@
 //! The `arbor` CLI: local clusters (`arbor up`), access tokens (`arbor token`), a UDP
-//! impairment proxy (`arbor impair`) and synthetic load (`arbor load`).
+//! impairment proxy (`arbor impair`), synthetic load (`arbor load`) and draining an edge
+//! (`arbor edge drain`).
 //!
 //! [`main`] parses the command line and runs one command; each command is a module with a
 //! `run` function that tests call directly.
@@ -7,6 +8,7 @@
 pub mod bench;
 pub mod cli;
 pub mod cluster;
+pub mod edge;
 pub mod impair;
 pub mod load;
 pub mod token;
@@ -40,6 +42,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Impair(args) => impair::run(&args),
         cli::Command::Load(args) => load::run(&args, &cli.data_dir),
         cli::Command::Bench(args) => bench::run(&args, &cli.data_dir),
+        cli::Command::Edge(args) => edge::run(&args, &cli.data_dir),
     }
 }
 

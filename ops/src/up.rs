@@ -5,7 +5,9 @@
 //! through in-process `arbor impair` proxies that add each pair's one-way delay.
 //!
 //! Steps: generate an API key and secret and a dev CA with a certificate per node
-//! (`<data>/pki`); write `origin.toml` and `edge-<id>.toml` (development defaults,
+//! (`<data>/pki`); write a synthetic MaxMind database placing each region's documentation
+//! subnets at its site (`<data>/geo.mmdb`, for the origin's DNS steering and its join API);
+//! write `origin.toml` and `edge-<id>.toml` (development defaults,
 //! `ARBOR_*` / `ARBOR_ORIGIN_*` overrides from the environment, this cluster's addresses);
 //! start the link proxies; start `arbor-origin` and wait for its `/readyz`; start every
 //! `arbor-edge` and wait for theirs, then until the origin lists each edge alive; write
@@ -30,7 +32,7 @@ use relay_quic::{Ca, PkiDir};
 use serde::Deserialize;
 
 use crate::cli::UpArgs;
-use crate::cluster::{self, Cluster, Edge, Link, Origin};
+use crate::cluster::{self, Cluster, Dns, DnsRegion, Edge, Link, Origin};
 use crate::impair::Proxy;
 use plan::Plan;
 use process::{Proc, Shutdown};
@@ -167,7 +169,9 @@ async fn up(args: &UpArgs, data_dir: &Path, bins: &Bins) -> anyhow::Result<ExitC
 
 /// Fails if something already answers on one of the cluster's HTTP addresses.
 async fn refuse_if_taken(plan: &Plan) -> anyhow::Result<()> {
-    let addrs = std::iter::once(plan.origin.http).chain(plan.edges.iter().map(|e| e.http));
+    let addrs = [plan.origin.http, plan.origin.dns]
+        .into_iter()
+        .chain(plan.edges.iter().map(|e| e.http));
     for addr in addrs {
         let connect = tokio::net::TcpStream::connect(addr);
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), connect).await {
@@ -207,8 +211,10 @@ fn prepare(
             _ => {}
         }
     }
+    let geoip_db = dir.join("geo.mmdb");
+    write_geoip(&geoip_db, &plan)?;
     let origin_env: Vec<_> = arbor_origin::config::process_env().collect();
-    let origin = plan.origin_config(creds, &pki_dir, &store, &origin_env)?;
+    let origin = plan.origin_config(creds, &pki_dir, (&store, &geoip_db), &origin_env)?;
     cluster::write_private(&dir.join("origin.toml"), origin.to_toml().as_bytes())?;
     let edge_env: Vec<_> = edge_config::process_env()
         .chain(edge_settings.iter().cloned())
@@ -224,6 +230,35 @@ fn prepare(
         api_key,
         api_secret,
     })
+}
+
+/// The synthetic MaxMind database ([`Plan::geoip_networks`]) at `path`.
+fn write_geoip(path: &Path, plan: &Plan) -> anyhow::Result<()> {
+    let built = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let bytes = arbor_origin::geoip::write(&plan.geoip_networks(), built)
+        .context("cannot build the synthetic MaxMind database")?;
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `cluster.json`'s DNS part: the origin's DNS address and each region's client subnets.
+fn dns_of(plan: &Plan) -> Dns {
+    Dns {
+        addr: plan.origin.dns,
+        zone: plan::DNS_ZONE.to_owned(),
+        name: format!("edge.{}", plan::DNS_ZONE),
+        regions: plan
+            .sites()
+            .iter()
+            .map(|site| DnsRegion {
+                region: relay_proto::RegionId::new(site.region)
+                    .expect("site regions are valid ids"),
+                client_subnet: site.client_subnet.to_owned(),
+                client_subnet_v6: site.client_subnet_v6.to_owned(),
+            })
+            .collect(),
+    }
 }
 
 /// A fresh dev CA and a certificate for the origin and each edge, in `dir` (replaced whole).
@@ -455,7 +490,7 @@ fn describe(p: &Prepared, procs: &[Proc], proxies: &[Proxy]) -> Cluster {
         }),
         api_key: p.api_key.clone(),
         api_secret: p.api_secret.clone(),
-        dns: None,
+        dns: Some(dns_of(plan)),
         edges,
         links,
     }
@@ -498,6 +533,7 @@ pub fn banner(cluster: &Cluster, data_dir: &Path) -> String {
         );
     }
     out += &links_section(cluster);
+    out += &dns_section(cluster);
     let whip = cluster.edges.first().map_or("", |e| e.whip_url.as_str());
     out += &format!(
         "  Cluster file:   {} (API key {})\n\
@@ -513,6 +549,28 @@ pub fn banner(cluster: &Cluster, data_dir: &Path) -> String {
         cluster.api_key,
     );
     out
+}
+
+/// How to ask the DNS for each region's edge.
+fn dns_section(cluster: &Cluster) -> String {
+    let Some(dns) = &cluster.dns else {
+        return String::new();
+    };
+    let mut out = format!(
+        "  Geo DNS:        {} (UDP and TCP), zone {}; the nearest healthy edge for a client:\n",
+        dns.addr, dns.zone
+    );
+    for r in &dns.regions {
+        out += &format!(
+            "    dig @{} -p {} {} +subnet={}   → {}\n",
+            dns.addr.ip(),
+            dns.addr.port(),
+            dns.name,
+            r.client_subnet,
+            r.region
+        );
+    }
+    out + "\n"
 }
 
 /// The backbone links and how to cut one.
@@ -631,7 +689,7 @@ mod tests {
             }),
             api_key: "APIk".into(),
             api_secret: "secret-not-shown".into(),
-            dns: None,
+            dns: Some(dns_of(&plan)),
             edges,
             links,
         }
@@ -668,6 +726,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Ctrl-C stops"), "{text}");
+        assert!(
+            text.contains(
+                "dig @127.0.0.1 -p 7853 edge.arbor.test +subnet=203.0.113.0/24   → us-east"
+            ),
+            "{text}"
+        );
         assert!(!text.contains("secret-not-shown"));
         let text = banner(&cluster, Path::new("/tmp/c"));
         assert!(

@@ -76,6 +76,21 @@ pub const MAX_CONNECTIONS: u32 = 256;
 /// [log]
 /// level = "info"                # a level, or target=level directives: "info,arbor_origin=debug"
 /// format = "text"               # "text" or "json"
+///
+/// [dns]                         # authoritative geo DNS for the zone (UDP and TCP)
+/// enabled = false
+/// listen = "127.0.0.1:7853"     # production: 0.0.0.0:53
+/// zone = "arbor.test"           # the zone served; names outside it are REFUSED
+/// entry = "edge"                # <entry>.<zone> answers the nearest healthy edge(s)
+/// ttl_s = 30                    # TTL of every record, and of negative answers
+/// answers = 1                   # edges per steered answer, nearest first (1 to 8)
+/// nameservers = ["ns1"]         # NS names; relative to the zone unless they end in '.'
+/// nameserver_ips = []           # addresses of the nameservers inside the zone
+/// hostmaster = "hostmaster"     # the SOA's mailbox, relative to the zone unless it ends in '.'
+/// geoip_db = ""                 # MaxMind database (.mmdb); "" = no locations (the join API
+///                               # uses it too, even with DNS off)
+/// rrl_responses_per_s = 20      # UDP answers per second per /24 or /56; 0 = no limit
+/// rrl_slip = 2                  # every 2nd limited answer is sent truncated; 0 = drop all
 /// ```
 ///
 /// Any key can be overridden by `ARBOR_ORIGIN_<SECTION>_<KEY>`, upper case:
@@ -92,6 +107,7 @@ pub struct Config {
     pub placement: Placement,
     pub tokens: Tokens,
     pub log: Log,
+    pub dns: Dns,
 }
 
 /// `[http]`: the API listener.
@@ -148,6 +164,64 @@ impl Default for Relay {
         }
     }
 }
+
+/// `[dns]`: the authoritative geo DNS server (`crate::dns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dns {
+    /// Off: no DNS server (the join API still steers with `geoip_db`).
+    pub enabled: bool,
+    /// UDP and TCP, same address and port.
+    pub listen: SocketAddr,
+    /// The zone served, e.g. `arbor.example.com`.
+    pub zone: String,
+    /// The label of the steered name, `<entry>.<zone>`.
+    pub entry: String,
+    /// TTL of every answer, and the negative-caching TTL (the SOA minimum).
+    pub ttl_s: u32,
+    /// Edges per steered answer, nearest first.
+    pub answers: u32,
+    /// The zone's NS names (the first is the SOA's primary).
+    pub nameservers: Vec<String>,
+    /// What the nameservers inside the zone resolve to (glue).
+    pub nameserver_ips: Vec<IpAddr>,
+    /// The SOA's responsible mailbox, as a domain name.
+    pub hostmaster: String,
+    /// A MaxMind database mapping addresses to locations; empty: none.
+    pub geoip_db: PathBuf,
+    /// Response rate limit per source prefix (UDP only); 0 turns it off.
+    pub rrl_responses_per_s: u32,
+    /// Every `rrl_slip`th limited response is sent truncated; 0 drops them all.
+    pub rrl_slip: u32,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            enabled: false,
+            listen: SocketAddr::new(DEFAULT_IP, 7853),
+            zone: "arbor.test".to_owned(),
+            entry: "edge".to_owned(),
+            ttl_s: 30,
+            answers: 1,
+            nameservers: vec!["ns1".to_owned()],
+            nameserver_ips: Vec::new(),
+            hostmaster: "hostmaster".to_owned(),
+            geoip_db: PathBuf::new(),
+            rrl_responses_per_s: 20,
+            rrl_slip: 2,
+        }
+    }
+}
+
+/// Longest TTL `[dns]` accepts: one day.
+pub const MAX_DNS_TTL_S: u32 = 86_400;
+
+/// Most nameservers `[dns]` lists.
+pub const MAX_NAMESERVERS: usize = 16;
+
+/// Largest `rrl_slip`.
+pub const MAX_RRL_SLIP: u32 = 10;
 
 /// `[tokens]`: join tokens minted by the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +346,15 @@ impl Config {
         cfg
     }
 
+    /// How DNS and the join API steer clients: placement's CPU limit, and the default region
+    /// as home for clients of unknown location.
+    pub fn steering(&self) -> origin_core::steer::Policy {
+        origin_core::steer::Policy {
+            cpu_limit_permille: origin_core::placement::Config::default().cpu_limit_permille,
+            home: Some(self.placement.default_region.clone()),
+        }
+    }
+
     /// The configuration as a TOML file, secrets included.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("every field of Config has a TOML form")
@@ -311,7 +394,66 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.add("log.level", format!("{:?}: {e}", self.log.level));
         }
+        self.check_dns(&mut p);
         p.into_result()
+    }
+
+    fn check_dns(&self, p: &mut Problems) {
+        let d = &self.dns;
+        if let Err(e) = crate::dns::zone::Zone::new(d, 1) {
+            let path = match &e {
+                crate::dns::zone::ZoneError::BadEntry(_) => "dns.entry",
+                crate::dns::zone::ZoneError::BadName { what: "zone", .. } => "dns.zone",
+                crate::dns::zone::ZoneError::BadName {
+                    what: "hostmaster", ..
+                } => "dns.hostmaster",
+                crate::dns::zone::ZoneError::BadName { .. } => "dns.nameservers",
+            };
+            p.add(path, e.to_string());
+        }
+        if d.enabled && d.listen.port() == 0 {
+            p.add(
+                "dns.listen",
+                "a fixed port is required (resolvers must know it)",
+            );
+        }
+        if !(1..=MAX_DNS_TTL_S).contains(&d.ttl_s) {
+            p.add(
+                "dns.ttl_s",
+                format!("{} is outside 1..={MAX_DNS_TTL_S}", d.ttl_s),
+            );
+        }
+        let most = origin_core::steer::MAX_STEERED as u32;
+        if !(1..=most).contains(&d.answers) {
+            p.add(
+                "dns.answers",
+                format!("{} is outside 1..={most}", d.answers),
+            );
+        }
+        if d.nameservers.is_empty() || d.nameservers.len() > MAX_NAMESERVERS {
+            p.add(
+                "dns.nameservers",
+                format!("list 1 to {MAX_NAMESERVERS} names"),
+            );
+        }
+        if d.nameserver_ips.len() > MAX_NAMESERVERS {
+            p.add(
+                "dns.nameserver_ips",
+                format!("list at most {MAX_NAMESERVERS} addresses"),
+            );
+        }
+        if d.rrl_slip > MAX_RRL_SLIP {
+            p.add(
+                "dns.rrl_slip",
+                format!("{} is outside 0..={MAX_RRL_SLIP}", d.rrl_slip),
+            );
+        }
+        if !d.geoip_db.as_os_str().is_empty() && !d.geoip_db.is_file() {
+            p.add(
+                "dns.geoip_db",
+                format!("{} is not a readable file", d.geoip_db.display()),
+            );
+        }
     }
 
     fn check_store(&self, p: &mut Problems) {
@@ -519,6 +661,18 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("tokens", "default_ttl_s"),
     ("log", "level"),
     ("log", "format"),
+    ("dns", "enabled"),
+    ("dns", "listen"),
+    ("dns", "zone"),
+    ("dns", "entry"),
+    ("dns", "ttl_s"),
+    ("dns", "answers"),
+    ("dns", "nameservers"),
+    ("dns", "nameserver_ips"),
+    ("dns", "hostmaster"),
+    ("dns", "geoip_db"),
+    ("dns", "rrl_responses_per_s"),
+    ("dns", "rrl_slip"),
 ];
 
 /// Applies one variable. `ARBOR_ORIGIN_CONFIG` (the CLI's) and variables outside the known
@@ -561,6 +715,7 @@ fn apply_env(cfg: &mut Config, var: &str, value: &str) -> Result<(), String> {
         ("placement", "default_region") => c.placement.default_region = typed(value)?,
         ("placement", "load_factor") => c.placement.load_factor = typed(value)?,
         ("tokens", "default_ttl_s") => c.tokens.default_ttl_s = typed(value)?,
+        ("dns", key) => apply_dns_env(&mut c.dns, key, value)?,
         ("log", "level") => c.log.level = value.to_owned(),
         ("log", "format") => {
             c.log.format = match value.trim().to_ascii_lowercase().as_str() {
@@ -577,6 +732,41 @@ fn apply_env(cfg: &mut Config, var: &str, value: &str) -> Result<(), String> {
                 .collect();
             return Err(format!(
                 "not a setting of [{section}]; known: {}",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ARBOR_ORIGIN_DNS_<KEY>`; lists are comma-separated.
+fn apply_dns_env(d: &mut Dns, key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "enabled" => d.enabled = boolean(value)?,
+        "listen" => d.listen = typed(value)?,
+        "zone" => d.zone = value.trim().to_owned(),
+        "entry" => d.entry = value.trim().to_owned(),
+        "ttl_s" => d.ttl_s = typed(value)?,
+        "answers" => d.answers = typed(value)?,
+        "nameservers" => d.nameservers = comma_list(value),
+        "nameserver_ips" => {
+            d.nameserver_ips = comma_list(value)
+                .iter()
+                .map(|ip| typed(ip))
+                .collect::<Result<_, _>>()?;
+        }
+        "hostmaster" => d.hostmaster = value.trim().to_owned(),
+        "geoip_db" => d.geoip_db = PathBuf::from(value.trim()),
+        "rrl_responses_per_s" => d.rrl_responses_per_s = typed(value)?,
+        "rrl_slip" => d.rrl_slip = typed(value)?,
+        _ => {
+            let known: Vec<String> = ENV_KEYS
+                .iter()
+                .filter(|(s, _)| *s == "dns")
+                .map(|(s, k)| format!("{ENV_PREFIX}{s}_{k}").to_ascii_uppercase())
+                .collect();
+            return Err(format!(
+                "not a setting of [dns]; known: {}",
                 known.join(", ")
             ));
         }
@@ -801,6 +991,74 @@ mod tests {
         assert_eq!(
             problems(&cfg),
             ["auth.keys: secret for \"k\" is shorter than 32 bytes (5 bytes)"]
+        );
+    }
+
+    #[test]
+    fn dns_section_from_env_and_its_checks() {
+        let cfg = load(
+            None,
+            env(&[
+                ("ARBOR_ORIGIN_DNS_ENABLED", "on"),
+                ("ARBOR_ORIGIN_DNS_LISTEN", "127.0.0.1:5300"),
+                ("ARBOR_ORIGIN_DNS_ZONE", "geo.example.com"),
+                ("ARBOR_ORIGIN_DNS_ENTRY", "sfu"),
+                ("ARBOR_ORIGIN_DNS_TTL_S", "60"),
+                ("ARBOR_ORIGIN_DNS_ANSWERS", "2"),
+                ("ARBOR_ORIGIN_DNS_NAMESERVERS", "ns1, ns2.example.net."),
+                ("ARBOR_ORIGIN_DNS_NAMESERVER_IPS", "192.0.2.53,2001:db8::53"),
+                ("ARBOR_ORIGIN_DNS_HOSTMASTER", "ops"),
+                ("ARBOR_ORIGIN_DNS_RRL_RESPONSES_PER_S", "0"),
+                ("ARBOR_ORIGIN_DNS_RRL_SLIP", "1"),
+            ]),
+        )
+        .unwrap();
+        let d = &cfg.dns;
+        assert!(d.enabled);
+        assert_eq!(d.listen, "127.0.0.1:5300".parse().unwrap());
+        assert_eq!(
+            (d.zone.as_str(), d.entry.as_str()),
+            ("geo.example.com", "sfu")
+        );
+        assert_eq!(
+            (d.ttl_s, d.answers, d.rrl_responses_per_s, d.rrl_slip),
+            (60, 2, 0, 1)
+        );
+        assert_eq!(d.nameservers, ["ns1", "ns2.example.net."]);
+        assert_eq!(d.nameserver_ips.len(), 2);
+        cfg.validate().unwrap();
+
+        let e = load(None, env(&[("ARBOR_ORIGIN_DNS_TTL", "5")])).unwrap_err();
+        assert!(e.to_string().contains("ARBOR_ORIGIN_DNS_TTL_S"), "{e}");
+
+        let mut cfg = Config::dev_default();
+        cfg.dns = Dns {
+            enabled: true,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            zone: "no spaces.example".into(),
+            entry: "a.b".into(),
+            ttl_s: 0,
+            answers: 9,
+            nameservers: Vec::new(),
+            rrl_slip: 11,
+            geoip_db: "/nonexistent/geo.mmdb".into(),
+            ..Dns::default()
+        };
+        let paths: Vec<String> = problems(&cfg)
+            .iter()
+            .map(|p| p.split(':').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "dns.zone",
+                "dns.listen",
+                "dns.ttl_s",
+                "dns.answers",
+                "dns.nameservers",
+                "dns.rrl_slip",
+                "dns.geoip_db"
+            ]
         );
     }
 }

@@ -9,6 +9,12 @@
 //!
 //! The data plane never waits on any of this: edges keep forwarding with the trees they have
 //! while the origin is away, and report everything again when they reconnect.
+//!
+//! Drains: the REST API records an operator's drain in the store; the edge's link task learns
+//! of it when it records the edge's next heartbeat, counts the edge as draining from then on
+//! (placement takes nothing new there) and sends it `Drain` with the nearest healthy edge as
+//! its target, again on every heartbeat until the edge acknowledges by heartbeating
+//! `draining`, and later whenever that target changes ([`drain_target`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,8 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::Context;
+use origin_core::Coordinator;
 use origin_core::coordinator::Output;
-use relay_proto::{Control, EdgeId, Hello, RegionId, Role};
+use relay_proto::{Control, DrainTarget, EdgeId, Hello, RegionId, Role};
 use relay_quic::{LinkConfig, LinkEvent, LinkHandle, NodeCert, PkiDir, RelayEndpoint};
 
 use crate::http::unix_now_ms;
@@ -102,6 +109,8 @@ async fn edge_link(
     store: Arc<dyn Store>,
     links: Links,
 ) {
+    // The last `Drain` target sent on this link.
+    let mut drain_sent: Option<Option<DrainTarget>> = None;
     while let Some(ev) = events.recv().await {
         match ev {
             LinkEvent::Up(_) => {
@@ -109,10 +118,32 @@ async fn edge_link(
                 lock(&links).insert(edge.clone(), link.clone());
                 placer.lock().handle_connected(Instant::now(), &edge);
             }
-            LinkEvent::Message(msg) => {
-                record(&*store, &edge, &msg).await;
-                placer.lock().handle_message(Instant::now(), &edge, msg);
+            LinkEvent::Message(mut msg) => {
+                let pending = record(&*store, &edge, &msg).await;
+                let draining = match &mut msg {
+                    Control::Heartbeat(load) => {
+                        // An operator's drain counts from now, before the edge has heard of it.
+                        load.draining |= pending;
+                        load.draining
+                    }
+                    _ => false,
+                };
+                let target = {
+                    let mut c = placer.lock();
+                    c.handle_message(Instant::now(), &edge, msg);
+                    draining.then(|| drain_target(&c, &edge))
+                };
                 placer.changed();
+                if let Some(target) = target
+                    && (pending || drain_sent.as_ref() != Some(&target))
+                {
+                    let to = target.as_ref().map_or("none", |t| t.edge.as_str());
+                    tracing::info!(%edge, to, "sending drain");
+                    let _ = link.try_send(Control::Drain {
+                        target: target.clone(),
+                    });
+                    drain_sent = Some(target);
+                }
             }
             LinkEvent::Down(why) => {
                 tracing::warn!(%edge, ?why, "edge disconnected");
@@ -135,8 +166,26 @@ async fn edge_link(
     }
 }
 
-/// What an edge reported, as the REST API shows it.
-async fn record(store: &dyn Store, edge: &EdgeId, msg: &Control) {
+/// Where a draining edge's clients go: the healthy edge nearest to it (measured RTT, else
+/// the great-circle estimate; ties by id). `None` when no other edge takes new meetings.
+pub fn drain_target(c: &Coordinator, from: &EdgeId) -> Option<DrainTarget> {
+    let registry = c.registry();
+    registry
+        .edges()
+        .filter(|s| s.is_healthy() && s.edge.id != *from)
+        .min_by_key(|s| {
+            let rtt = registry.rtt_us(from, &s.edge.id).unwrap_or(u32::MAX);
+            (rtt, s.edge.id.clone())
+        })
+        .map(|s| DrainTarget {
+            edge: s.edge.id.clone(),
+            http_url: s.edge.http_url.clone(),
+        })
+}
+
+/// What an edge reported, as the REST API shows it. For a heartbeat, `true` when an
+/// operator's drain of the edge waits for delivery.
+async fn record(store: &dyn Store, edge: &EdgeId, msg: &Control) -> bool {
     let now_ms = unix_now_ms();
     let r = match msg {
         Control::Register(info) if info.id == *edge => {
@@ -169,7 +218,13 @@ async fn record(store: &dyn Store, edge: &EdgeId, msg: &Control) {
                     cpu_permille: u32::from(load.cpu_permille),
                 },
             };
-            store.record_heartbeat(&beat).await.map(|_| ())
+            return match store.heartbeat(&beat).await {
+                Ok(beat) => beat.is_some_and(|b| b.drain_pending),
+                Err(e) => {
+                    tracing::warn!(%edge, "recording a heartbeat: {e}");
+                    false
+                }
+            };
         }
         Control::Presence {
             meeting,
@@ -190,6 +245,7 @@ async fn record(store: &dyn Store, edge: &EdgeId, msg: &Control) {
     if let Err(e) = r {
         tracing::warn!(%edge, "recording a report: {e}");
     }
+    false
 }
 
 /// Runs the coordinator's timers and delivers its outputs.

@@ -20,10 +20,14 @@
 //! - [`placer`]: the `origin_core` coordinator (registry, placement, trees) behind a lock.
 //! - [`control`]: edges' QUIC control links feeding the coordinator, and its decisions out.
 //! - [`config`]: the TOML configuration with `ARBOR_ORIGIN_*` overrides.
+//! - [`dns`]: the authoritative geo DNS server (`[dns]`), steering clients to the nearest
+//!   healthy edge; [`geoip`]: the MaxMind database it and the join API locate clients with.
 
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dns;
+pub mod geoip;
 pub mod http;
 pub mod metrics;
 pub mod placer;
@@ -48,8 +52,11 @@ pub struct Origin {
     pub store: Arc<dyn Store>,
     /// The coordinator the API places joins with and the control plane feeds.
     pub placer: Arc<Placer>,
+    /// The DNS server's address (UDP and TCP), when `[dns]` is enabled.
+    pub dns_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    dns: Option<dns::DnsServer>,
 }
 
 impl Origin {
@@ -67,7 +74,15 @@ impl Origin {
             epoch_base: u64::try_from(http::unix_now_ms()).unwrap_or(0) * 1000,
             ..Default::default()
         };
+        let dead_after = {
+            let r = &coordinator.registry;
+            r.heartbeat_interval * r.missed_limit
+        };
         let placer = Arc::new(Placer::new(coordinator, std::time::Instant::now()));
+        let geoip = match config.dns.geoip_db.as_os_str().is_empty() {
+            true => None,
+            false => Some(Arc::new(geoip::GeoIp::open(&config.dns.geoip_db)?)),
+        };
         let relay_addr = if config.relay.enabled {
             let cfg = control::ControlConfig {
                 listen: config.relay.listen,
@@ -83,14 +98,17 @@ impl Origin {
             .with_context(|| format!("binding HTTP listener {}", config.http.listen))?;
         let http_addr = listener.local_addr()?;
         let engine = store.engine();
+        let (dns, metrics) = start_dns(&config, &placer, geoip.clone(), dead_after).await?;
         let app = http::router(http::AppState {
             config: Arc::new(config),
             store: store.clone(),
             placer: placer.clone(),
-            metrics: metrics::Metrics::new(),
+            metrics,
+            geoip,
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
@@ -104,18 +122,46 @@ impl Origin {
             relay_addr,
             store,
             placer,
+            dns_addr: dns.as_ref().map(|d| d.addr),
             shutdown: Some(tx),
             server,
+            dns,
         })
     }
 
-    /// Stops serving HTTP and waits for requests in flight.
+    /// Stops serving HTTP (waiting for requests in flight) and DNS.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.server).await;
+        if let Some(dns) = self.dns.take() {
+            dns.stop().await;
+        }
     }
+}
+
+/// The DNS server if `[dns]` enables it, and the metrics (with its counters when it runs).
+async fn start_dns(
+    config: &Config,
+    placer: &Arc<Placer>,
+    geoip: Option<Arc<geoip::GeoIp>>,
+    dead_after: std::time::Duration,
+) -> anyhow::Result<(Option<dns::DnsServer>, metrics::Metrics)> {
+    let metrics = metrics::Metrics::new();
+    if !config.dns.enabled {
+        return Ok((None, metrics));
+    }
+    let stats = Arc::new(dns::Stats::new(&config.placement.regions));
+    let sources = dns::server::Sources {
+        placer: placer.clone(),
+        geoip,
+        policy: config.steering(),
+        dead_after,
+        stats: stats.clone(),
+    };
+    let server = dns::start(&config.dns, sources).await?;
+    Ok((Some(server), metrics.with_dns(stats)))
 }
 
 /// Runs an origin until SIGINT or SIGTERM.

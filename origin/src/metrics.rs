@@ -38,11 +38,24 @@ pub const MEETINGS: &str = "arbor_origin_meetings";
 pub const EDGES: &str = "arbor_origin_edges";
 /// Always 1, with the build's `version` as a label.
 pub const BUILD_INFO: &str = "arbor_build_info";
+/// DNS queries answered, by `qtype` (`a`, `aaaa`, `soa`, `ns`, `any`, `other`), `rcode`
+/// (`noerror`, `nxdomain`, `refused`, `formerr`, `notimp`, `servfail`, `badvers`) and `ecs`
+/// (`present` | `absent`). Only with `[dns]` enabled; packets hickory refuses before the
+/// handler (unparseable bodies) are not counted.
+pub const DNS_QUERIES: &str = "arbor_dns_queries_total";
+/// Steered answers (`edge.<zone>` A/AAAA), by the `region` of the first edge given, `other`
+/// for a region not configured, `none` when no edge could take the client.
+pub const DNS_ANSWERS: &str = "arbor_dns_answers_total";
+/// UDP answers the rate limiter held back, by `action` = `slipped` (sent truncated) |
+/// `dropped`.
+pub const DNS_RATE_LIMITED: &str = "arbor_dns_rate_limited_total";
 
 /// The origin's recorder. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
+    /// The DNS server's counters, rendered at scrape time.
+    dns: Option<Arc<crate::dns::Stats>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,6 +75,7 @@ impl Metrics {
     pub fn new() -> Self {
         let metrics = Self {
             recorder: Arc::new(PrometheusBuilder::new().build_recorder()),
+            dns: None,
         };
         metrics.record(|| {
             describe_counter!(
@@ -99,6 +113,21 @@ impl Metrics {
             gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         });
         metrics
+    }
+
+    /// Also renders the DNS server's counters.
+    pub fn with_dns(mut self, stats: Arc<crate::dns::Stats>) -> Self {
+        self.record(|| {
+            describe_counter!(DNS_QUERIES, Unit::Count, "DNS queries answered.");
+            describe_counter!(DNS_ANSWERS, Unit::Count, "Steered DNS answers, by region.");
+            describe_counter!(
+                DNS_RATE_LIMITED,
+                Unit::Count,
+                "UDP answers held back by the rate limiter."
+            );
+        });
+        self.dns = Some(stats);
+        self
     }
 
     fn record(&self, f: impl FnOnce()) {
@@ -152,6 +181,18 @@ impl Metrics {
                     gauge!(EDGES, "status" => status.as_str()).set(n as f64);
                 }
             }
+            if let Some(dns) = &self.dns {
+                for (qtype, rcode, ecs, n) in dns.queries() {
+                    counter!(DNS_QUERIES, "qtype" => qtype, "rcode" => rcode, "ecs" => ecs)
+                        .absolute(n);
+                }
+                for (region, n) in dns.answers() {
+                    counter!(DNS_ANSWERS, "region" => region).absolute(n);
+                }
+                let (slipped, dropped) = dns.limited_counts();
+                counter!(DNS_RATE_LIMITED, "action" => "slipped").absolute(slipped);
+                counter!(DNS_RATE_LIMITED, "action" => "dropped").absolute(dropped);
+            }
         });
         let handle = self.recorder.handle();
         handle.run_upkeep();
@@ -193,6 +234,30 @@ mod tests {
         assert!(text.contains("arbor_origin_meetings_created_total 1"));
         assert!(text.contains("arbor_origin_meetings{state=\"active\"} 3"));
         assert!(text.contains("arbor_origin_edges{status=\"dead\"} 0"));
+        assert!(
+            !text.contains("arbor_dns_"),
+            "no DNS series without a DNS server"
+        );
+        let regions = [relay_proto::RegionId::new("eu").unwrap()];
+        let stats = Arc::new(crate::dns::Stats::new(&regions));
+        let m = m.with_dns(stats.clone());
+        stats.query(
+            crate::dns::stats::Qtype::A,
+            crate::dns::stats::Rcode::NoError,
+            true,
+        );
+        stats.answered(Some(0));
+        stats.limited(crate::dns::stats::Limited::Slipped);
+        let text = m.render(None, None);
+        for line in [
+            "arbor_dns_queries_total{qtype=\"a\",rcode=\"noerror\",ecs=\"present\"} 1",
+            "arbor_dns_queries_total{qtype=\"ns\",rcode=\"refused\",ecs=\"absent\"} 0",
+            "arbor_dns_answers_total{region=\"eu\"} 1",
+            "arbor_dns_answers_total{region=\"none\"} 0",
+            "arbor_dns_rate_limited_total{action=\"slipped\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
         // A second origin in the same process counts on its own.
         assert!(
             Metrics::new()

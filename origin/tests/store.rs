@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arbor_origin::store::{
-    self, Created, EdgeLoad, EdgeRecord, EdgeStatus, Ending, Engine, Heartbeat, ListQuery,
-    MAX_TREE_LINKS, MeetingCounts, NewMeeting, PlacementRecord, Presence, StateFilter, Store,
-    StoreError, TreeRecord,
+    self, Beat, Created, DrainRequest, EdgeLoad, EdgeRecord, EdgeStatus, Ending, Engine, Heartbeat,
+    ListQuery, MAX_TREE_LINKS, MeetingCounts, NewMeeting, PlacementRecord, Presence, StateFilter,
+    Store, StoreError, TreeRecord,
 };
 use relay_proto::{EdgeId, MeetingId, RegionId, TreeEpoch};
 use sqlx::Connection as _;
@@ -173,6 +173,7 @@ conformance!(
     meetings_page_in_name_order,
     concurrent_creates_make_one_meeting,
     edges_round_trip_and_heartbeat,
+    edge_drains_wait_for_the_edge,
     presence_counts_per_edge,
     trees_only_move_forward,
     placements_per_region,
@@ -386,6 +387,94 @@ async fn edges_round_trip_and_heartbeat(f: &Fresh) {
     };
     assert!(!s.record_heartbeat(&stranger).await.unwrap());
 }
+
+async fn edge_drains_wait_for_the_edge(f: &Fresh) {
+    let s = &*f.store;
+    assert_eq!(
+        s.request_drain(T0, &e("nope")).await.unwrap(),
+        DrainRequest::NotFound
+    );
+    let a = edge("fra-1", "eu");
+    s.upsert_edge(&a).await.unwrap();
+    assert_eq!(s.edge_drain(&a.id).await.unwrap(), Some((a.clone(), None)));
+    assert_eq!(
+        s.request_drain(T0 + 1, &a.id).await.unwrap(),
+        DrainRequest::Requested(a.clone(), Some(T0 + 1))
+    );
+    // Idempotent; the record itself is untouched (the edge reports its own status).
+    assert_eq!(
+        s.request_drain(T0 + 2, &a.id).await.unwrap(),
+        DrainRequest::Requested(a.clone(), Some(T0 + 1))
+    );
+    let beat = |status, participants| Heartbeat {
+        edge: a.id.clone(),
+        at_ms: T0 + 10,
+        status,
+        load: EdgeLoad {
+            participants,
+            meetings: 1,
+            cpu_permille: 5,
+        },
+    };
+    let pending = Some(Beat {
+        drain_pending: true,
+    });
+    assert_eq!(
+        s.heartbeat(&beat(EdgeStatus::Alive, 3)).await.unwrap(),
+        pending
+    );
+    // Death and a new registration keep it: the edge has not heard of it.
+    assert_eq!(
+        s.heartbeat(&beat(EdgeStatus::Dead, 0)).await.unwrap(),
+        pending
+    );
+    let Some((dead, Some(T0_1))) = s.edge_drain(&a.id).await.unwrap() else {
+        panic!("the drain is still pending");
+    };
+    assert_eq!(dead.status, EdgeStatus::Dead);
+    assert!(matches!(
+        s.request_drain(T0 + 3, &a.id).await.unwrap(),
+        DrainRequest::Dead(d) if d.status == EdgeStatus::Dead
+    ));
+    s.upsert_edge(&a).await.unwrap();
+    assert_eq!(
+        s.heartbeat(&beat(EdgeStatus::Alive, 0)).await.unwrap(),
+        pending
+    );
+    // A draining beat acknowledges it.
+    let acked = Some(Beat {
+        drain_pending: false,
+    });
+    assert_eq!(
+        s.heartbeat(&beat(EdgeStatus::Draining, 2)).await.unwrap(),
+        acked
+    );
+    let (now, pending_at) = s.edge_drain(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.load.participants, pending_at),
+        (EdgeStatus::Draining, 2, None)
+    );
+    // Asking again while it drains records nothing new.
+    assert!(matches!(
+        s.request_drain(T0 + 4, &a.id).await.unwrap(),
+        DrainRequest::Requested(d, None) if d.status == EdgeStatus::Draining
+    ));
+    assert_eq!(
+        s.heartbeat(&beat(EdgeStatus::Alive, 0)).await.unwrap(),
+        acked
+    );
+    assert_eq!(
+        s.heartbeat(&Heartbeat {
+            edge: e("nope"),
+            ..beat(EdgeStatus::Alive, 0)
+        })
+        .await
+        .unwrap(),
+        None
+    );
+}
+
+const T0_1: i64 = T0 + 1;
 
 async fn presence_counts_per_edge(f: &Fresh) {
     let s = &*f.store;

@@ -70,8 +70,8 @@ pub mod token;
 pub mod wire;
 
 pub use control::{
-    Announce, CloseCode, CodecDesc, Control, EdgeInfo, FrameDecoder, Hello, LayerDesc, Load,
-    MediaKind, MeetingEvent, PeerInfo, Role, RttSample, TrackDesc, TrackSource, TreeUpdate,
+    Announce, CloseCode, CodecDesc, Control, DrainTarget, EdgeInfo, FrameDecoder, Hello, LayerDesc,
+    Load, MediaKind, MeetingEvent, PeerInfo, Role, RttSample, TrackDesc, TrackSource, TreeUpdate,
 };
 pub use datagram::{DatagramError, Media, MediaHeader, decode_datagram, encode_datagram};
 pub use hops::{Hops, HopsFull};

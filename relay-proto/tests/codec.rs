@@ -187,6 +187,9 @@ fn from_origin() -> impl Strategy<Value = Control> {
                 http_url
             }
         ),
+        option::of((edge(), "[ -~]{0,64}")).prop_map(|t| Control::Drain {
+            target: t.map(|(edge, http_url)| DrainTarget { edge, http_url }),
+        }),
     ]
 }
 

@@ -191,6 +191,17 @@ pub enum ServerMsg {
         /// Its signaling WebSocket.
         ws_url: String,
     },
+    /// This edge is going away (an operator drains it): join the meeting again at `ws_url`
+    /// with the same token, then `leave` here. Sent mid-session, at most once per target; the
+    /// socket and the media stay up meanwhile, so the client can switch without a gap.
+    Migrate {
+        edge_id: String,
+        /// The new edge's HTTP base URL (its web page, WHIP/WHEP).
+        url: String,
+        /// Its signaling WebSocket.
+        ws_url: String,
+        reason: MigrateReason,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -220,6 +231,7 @@ impl ServerMsg {
             ServerMsg::Chat { .. } => "chat",
             ServerMsg::Pong { .. } => "pong",
             ServerMsg::Redirect { .. } => "redirect",
+            ServerMsg::Migrate { .. } => "migrate",
             ServerMsg::Error { .. } => "error",
             ServerMsg::Unknown => "unknown",
         }
@@ -336,6 +348,17 @@ pub enum LeaveReason {
     Timeout,
     Kicked,
     Replaced,
+    /// A reason this build does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// Why a client is told to `migrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrateReason {
+    /// An operator drains the edge (`arbor edge drain`).
+    Draining,
     /// A reason this build does not know.
     #[serde(other)]
     Other,
@@ -540,6 +563,34 @@ mod tests {
         assert!(json.contains(r#""fatal":true"#));
         let json = serde_json::to_string(&ServerMsg::Pong { ts: None }).unwrap();
         assert_eq!(json, r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn migrate_serializes_as_documented() {
+        let m = ServerMsg::Migrate {
+            edge_id: "us-1".into(),
+            url: "http://127.0.2.1:7880".into(),
+            ws_url: "ws://127.0.2.1:7880/v1/rtc".into(),
+            reason: MigrateReason::Draining,
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"migrate","edge_id":"us-1","url":"http://127.0.2.1:7880","ws_url":"ws://127.0.2.1:7880/v1/rtc","reason":"draining"}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerMsg>(&json).unwrap(), m);
+        assert_eq!(m.kind(), "migrate");
+        let later: ServerMsg = serde_json::from_str(
+            r#"{"type":"migrate","edge_id":"e","url":"u","ws_url":"w","reason":"rebalance"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            later,
+            ServerMsg::Migrate {
+                reason: MigrateReason::Other,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //!
 //! Handlers never touch media state: they verify the caller, then hand a command to the
 //! meeting's media worker and await its reply (`crate::media`).
+//!
+//! While an operator drains the edge ([`crate::health`]), new joins are sent elsewhere
+//! ([`drain_target`]): signaling answers `redirect`, WHIP/WHEP `307`; with nowhere to go,
+//! `503` and `Retry-After`. `/readyz` answers 503 with its one-line reason.
 
 mod signal;
 mod web;
@@ -17,8 +21,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use edge_core::Admission;
-use relay_proto::MeetingId;
 use relay_proto::token::{self, Grants, TokenError};
+use relay_proto::{DrainTarget, MeetingId};
 use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -34,7 +38,12 @@ pub struct AppState {
     /// Where meetings are placed (with the backbone on): joins for a meeting placed on
     /// another edge of the region are redirected there.
     pub placements: Option<crate::backbone::Placements>,
+    /// Readiness and the operator's drain.
+    pub health: crate::health::Health,
 }
+
+/// The `Retry-After` of a join refused while draining with nowhere to send it, in seconds.
+pub const DRAIN_RETRY_AFTER_S: u32 = 5;
 
 /// The router with every route and layer.
 pub fn router(state: AppState) -> Router {
@@ -111,11 +120,35 @@ async fn count_errors(response: Response) -> Response {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    if s.media.healthy() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "a media worker stopped\n").into_response()
+    match s.health.check(&s.media) {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
+}
+
+/// Where a client of `meeting` goes while this edge drains: the edge the origin now places
+/// the meeting on in this region (so the meeting's participants there stay together), else
+/// the origin's drain target. `None`: nowhere.
+pub async fn drain_target(state: &AppState, meeting: &MeetingId) -> Option<DrainTarget> {
+    if let Some(placements) = &state.placements
+        && let Some((edge, http_url)) = placements.relocate(meeting).await
+    {
+        return Some(DrainTarget { edge, http_url });
+    }
+    state.health.drain().target
+}
+
+/// A join refused while draining with no other edge to send it to: 503 + `Retry-After`.
+pub fn draining_refusal() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "draining",
+        "this edge is draining and no other edge takes new joins; retry shortly",
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(DRAIN_RETRY_AFTER_S));
+    r
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -4,18 +4,25 @@
 //! participant with its meeting's worker, then relays client messages to the worker and the
 //! worker's messages to the client. When the socket ends the worker is told, and keeps the
 //! participant (and its media) for the resume grace period.
+//!
+//! While the edge drains ([`crate::health`]), a `join` is redirected to where the meeting's
+//! participants now go ([`super::drain_target`]) or refused with `overloaded` when there is
+//! nowhere; a `resume` is still served (it is a participant of this edge), and every session
+//! is told to `migrate` there, again if the target changes. The participant stays here, media
+//! and all, until the client leaves (it sends `leave` once it has joined the other edge).
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use edge_core::signal::{ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, ServerMsg};
-use relay_proto::ParticipantId;
-use tokio::sync::oneshot;
+use edge_core::signal::{ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, MigrateReason, ServerMsg};
+use relay_proto::{DrainTarget, EdgeId, MeetingId, ParticipantId};
+use tokio::sync::{oneshot, watch};
 
-use super::{AppState, admission, verify};
+use super::{AppState, admission, drain_target, verify};
 use crate::backbone::Where;
+use crate::health::Drain;
 use crate::media::{Command, Joined};
 
 /// How long a new socket may take to send `join` or `resume`.
@@ -53,7 +60,7 @@ async fn close_ref(ws: &mut WebSocket, code: u16, reason: &str) {
 }
 
 async fn session(mut ws: WebSocket, state: AppState) {
-    let Some((worker, joined)) = admit(&mut ws, &state).await else {
+    let Some((worker, joined, meeting)) = admit(&mut ws, &state).await else {
         return;
     };
     let Joined {
@@ -61,7 +68,16 @@ async fn session(mut ws: WebSocket, state: AppState) {
         mut messages,
     } = joined;
     state.metrics.signal_connected();
-    let reason = relay(&mut ws, &state, worker, participant, &mut messages).await;
+    let mut drain = Migration::new(&state, meeting);
+    let reason = relay(
+        &mut ws,
+        &state,
+        worker,
+        participant,
+        &mut messages,
+        &mut drain,
+    )
+    .await;
     let _ = state
         .media
         .send(worker, Command::SignalClosed { participant });
@@ -72,8 +88,8 @@ async fn session(mut ws: WebSocket, state: AppState) {
     }
 }
 
-/// Waits for `join`/`resume`; on success returns the worker and the participant.
-async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined)> {
+/// Waits for `join`/`resume`; on success returns the worker, the participant and its meeting.
+async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined, MeetingId)> {
     loop {
         let first = tokio::time::timeout(JOIN_TIMEOUT, ws.recv()).await;
         let text = match first {
@@ -126,17 +142,16 @@ async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined)> 
                 return None;
             }
         };
-        if let Some(placements) = &state.placements
+        if state.health.is_draining() {
+            // A resume is a participant of this edge: it is served, then told to migrate.
+            if resume.is_none() {
+                refuse_while_draining(ws, state, &grants.meeting).await;
+                return None;
+            }
+        } else if let Some(placements) = &state.placements
             && let Where::Elsewhere { edge, http_url } = placements.locate(&grants.meeting).await
         {
-            state.metrics.join_result("redirected");
-            let msg = ServerMsg::Redirect {
-                edge_id: edge.to_string(),
-                ws_url: relay_proto::endpoints::signaling_url(&http_url),
-                url: http_url,
-            };
-            send(ws, &msg).await;
-            close_ref(ws, CLOSE_NORMAL, "redirect").await;
+            redirect(ws, state, &edge, http_url).await;
             return None;
         }
         let worker = state.media.worker_for(&grants.meeting);
@@ -167,7 +182,7 @@ async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined)> 
         return match rx.await {
             Ok(Ok(joined)) => {
                 state.metrics.join_result("accepted");
-                Some((worker, joined))
+                Some((worker, joined, grants.meeting))
             }
             Ok(Err(refusal)) => {
                 state.metrics.join_result(refusal.code.as_str());
@@ -177,6 +192,85 @@ async fn admit(ws: &mut WebSocket, state: &AppState) -> Option<(usize, Joined)> 
             }
             Err(_) => None,
         };
+    }
+}
+
+/// Sends `redirect` to another edge instead of `joined`, and closes the socket.
+async fn redirect(ws: &mut WebSocket, state: &AppState, edge: &EdgeId, http_url: String) {
+    state.metrics.join_result("redirected");
+    let msg = ServerMsg::Redirect {
+        edge_id: edge.to_string(),
+        ws_url: relay_proto::endpoints::signaling_url(&http_url),
+        url: http_url,
+    };
+    send(ws, &msg).await;
+    close_ref(ws, CLOSE_NORMAL, "redirect").await;
+}
+
+/// A `join` while draining: redirected where the meeting's participants now go, or refused
+/// (`overloaded`, close 1013: try again later) when no other edge takes it.
+async fn refuse_while_draining(ws: &mut WebSocket, state: &AppState, meeting: &MeetingId) {
+    if let Some(to) = drain_target(state, meeting).await {
+        redirect(ws, state, &to.edge, to.http_url).await;
+        return;
+    }
+    state.metrics.join_result("draining");
+    let m = ServerMsg::error(
+        ErrorCode::Overloaded,
+        "this edge is draining and no other edge takes new joins; retry shortly",
+    );
+    send(ws, &m).await;
+    close_ref(ws, CLOSE_TRY_AGAIN, "draining").await;
+}
+
+/// A session's view of the drain: which edge its client was last told to move to.
+struct Migration {
+    meeting: MeetingId,
+    watch: watch::Receiver<Drain>,
+    /// The watch's sender is gone (the edge is shutting down): stop polling it.
+    closed: bool,
+    told: Option<EdgeId>,
+}
+
+impl Migration {
+    fn new(state: &AppState, meeting: MeetingId) -> Self {
+        let mut watch = state.health.watch_drain();
+        if watch.borrow().draining {
+            // Joined (resumed) during the drain: tell the client at once.
+            watch.mark_changed();
+        }
+        Migration {
+            meeting,
+            watch,
+            closed: false,
+            told: None,
+        }
+    }
+
+    /// Resolves when the drain starts or its target changes.
+    async fn changed(&mut self) {
+        if self.closed || self.watch.changed().await.is_err() {
+            self.closed = true;
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The `migrate` to send now: while draining, to a target this client was not yet told.
+    async fn message(&mut self, state: &AppState) -> Option<ServerMsg> {
+        if !self.watch.borrow_and_update().draining {
+            return None;
+        }
+        let DrainTarget { edge, http_url } = drain_target(state, &self.meeting).await?;
+        if self.told.as_ref() == Some(&edge) {
+            return None;
+        }
+        self.told = Some(edge.clone());
+        Some(ServerMsg::Migrate {
+            edge_id: edge.to_string(),
+            ws_url: relay_proto::endpoints::signaling_url(&http_url),
+            url: http_url,
+            reason: MigrateReason::Draining,
+        })
     }
 }
 
@@ -195,9 +289,18 @@ async fn relay(
     worker: usize,
     participant: ParticipantId,
     messages: &mut tokio::sync::mpsc::Receiver<ServerMsg>,
+    drain: &mut Migration,
 ) -> End {
     loop {
         tokio::select! {
+            () = drain.changed() => {
+                if let Some(msg) = drain.message(state).await {
+                    tracing::debug!(%participant, "told to migrate");
+                    if !send(ws, &msg).await {
+                        return End::Gone;
+                    }
+                }
+            }
             out = messages.recv() => {
                 let Some(msg) = out else { return End::Removed };
                 let fatal = matches!(msg, ServerMsg::Error { fatal: true, .. });

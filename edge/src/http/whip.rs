@@ -12,6 +12,12 @@
 //!   players can recognise a WHEP URL.
 //!
 //! Session URLs carry 128 random bits (not the participant id), so they cannot be guessed.
+//!
+//! A new session for a meeting hosted by another edge, or any new session while this edge
+//! drains, is redirected with `307` (RFC 9725 §4.5: the client sends its offer again there);
+//! draining with nowhere to send it is `503` with `Retry-After`. Running sessions are not
+//! moved: WHIP and WHEP have no way to tell a client to, so they last until the client ends
+//! them (the edge reports itself drained after that).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -20,7 +26,10 @@ use axum::response::{IntoResponse, Response};
 use relay_proto::MeetingId;
 use tokio::sync::oneshot;
 
-use super::{ACCEPT_POST, ApiError, AppState, admission, bearer, content_type, overloaded, verify};
+use super::{
+    ACCEPT_POST, ApiError, AppState, admission, bearer, content_type, drain_target,
+    draining_refusal, overloaded, verify,
+};
 use crate::backbone::Where;
 use crate::media::{Command, MAX_RESOURCES, Resource};
 
@@ -108,21 +117,16 @@ async fn post(
 ) -> Result<Response, ApiError> {
     let meeting = meeting_of(&meeting)?;
     let grants = authorize(&state, &headers, &meeting)?;
+    if state.health.is_draining() {
+        return Ok(match drain_target(&state, &meeting).await {
+            Some(to) => redirect(&to.http_url, kind, &meeting),
+            None => draining_refusal(),
+        });
+    }
     if let Some(placements) = &state.placements
         && let Where::Elsewhere { http_url, .. } = placements.locate(&meeting).await
     {
-        // RFC 9725 §4.5: a WHIP endpoint may redirect with 307; the client re-sends the offer.
-        let location = format!(
-            "{}/v1/{}/{}",
-            http_url.trim_end_matches('/'),
-            kind.path(),
-            meeting
-        );
-        return Ok((
-            StatusCode::TEMPORARY_REDIRECT,
-            [(axum::http::header::LOCATION, location)],
-        )
-            .into_response());
+        return Ok(redirect(&http_url, kind, &meeting));
     }
     if content_type(&headers) != "application/sdp" {
         return Err(ApiError::new(
@@ -201,6 +205,21 @@ async fn post(
         answer,
     )
         .into_response())
+}
+
+/// RFC 9725 §4.5: a WHIP endpoint may redirect with 307; the client re-sends the offer.
+fn redirect(http_url: &str, kind: Kind, meeting: &MeetingId) -> Response {
+    let location = format!(
+        "{}/v1/{}/{}",
+        http_url.trim_end_matches('/'),
+        kind.path(),
+        meeting
+    );
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location)],
+    )
+        .into_response()
 }
 
 fn resource(state: &AppState, meeting: &MeetingId, id: &str) -> Result<Resource, ApiError> {

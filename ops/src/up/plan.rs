@@ -6,6 +6,11 @@
 //! has an address of its own (DESIGN.md §4) and a second cluster on another `<n>` cannot
 //! collide with the first.
 //!
+//! The origin also serves the zone [`DNS_ZONE`] on [`ORIGIN_DNS_PORT`] (UDP and TCP): each
+//! site has documentation subnets (RFC 5737, RFC 3849) that a synthetic MaxMind database
+//! ([`Plan::geoip_networks`]) places at the site, so `dig +subnet=<site's subnet>
+//! edge.arbor.test` shows steering without a real database.
+//!
 //! Edges take their site from [`SITES`] in turn (`eu-1`, `us-1`, `ap-1`, `eu-2`, …). Each pair
 //! of edges is one backbone link, dialled by the lower id (`edge/src/backbone.rs`); with
 //! impairment on, the dialler's `[backbone] peer_addrs` sends it through an `arbor impair`
@@ -21,7 +26,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arbor_edge::config as edge_config;
 use arbor_origin::config as origin_config;
+use arbor_origin::geoip;
 use arbor_sim::link::LinkConfig;
+use origin_core::GeoPoint;
 use relay_proto::{EdgeId, RegionId};
 
 use crate::impair::ProxyConfig;
@@ -32,6 +39,10 @@ pub const MAX_EDGES: u8 = 9;
 pub const ORIGIN_HTTP_PORT: u16 = 7780;
 /// The origin's relay port (QUIC control links).
 pub const ORIGIN_RELAY_PORT: u16 = 7790;
+/// The origin's DNS port (UDP and TCP).
+pub const ORIGIN_DNS_PORT: u16 = 7853;
+/// The zone the origin's DNS serves; `edge.<zone>` is steered.
+pub const DNS_ZONE: &str = "arbor.test";
 /// Every edge's HTTP port (each on its own address).
 pub const EDGE_HTTP_PORT: u16 = 7880;
 /// Every edge's relay port.
@@ -55,6 +66,10 @@ pub struct Site {
     pub city: &'static str,
     pub lat: f64,
     pub lon: f64,
+    /// An IPv4 client subnet the synthetic database places here (a documentation range).
+    pub client_subnet: &'static str,
+    /// An IPv6 one.
+    pub client_subnet_v6: &'static str,
 }
 
 /// The sites edges take in turn.
@@ -65,6 +80,8 @@ pub const SITES: [Site; 3] = [
         city: "Paris",
         lat: 48.86,
         lon: 2.35,
+        client_subnet: "198.51.100.0/24",
+        client_subnet_v6: "2001:db8:1::/48",
     },
     Site {
         prefix: "us",
@@ -72,6 +89,8 @@ pub const SITES: [Site; 3] = [
         city: "Ashburn",
         lat: 39.04,
         lon: -77.49,
+        client_subnet: "203.0.113.0/24",
+        client_subnet_v6: "2001:db8:2::/48",
     },
     Site {
         prefix: "ap",
@@ -79,6 +98,8 @@ pub const SITES: [Site; 3] = [
         city: "Singapore",
         lat: 1.35,
         lon: 103.82,
+        client_subnet: "192.0.2.0/24",
+        client_subnet_v6: "2001:db8:3::/48",
     },
 ];
 
@@ -140,6 +161,8 @@ impl fmt::Display for IpBase {
 pub struct OriginPlan {
     pub http: SocketAddr,
     pub relay: SocketAddr,
+    /// DNS, UDP and TCP.
+    pub dns: SocketAddr,
 }
 
 /// One edge.
@@ -201,6 +224,7 @@ impl Plan {
         let origin = OriginPlan {
             http: SocketAddr::new(origin_ip, ORIGIN_HTTP_PORT),
             relay: SocketAddr::new(origin_ip, ORIGIN_RELAY_PORT),
+            dns: SocketAddr::new(origin_ip, ORIGIN_DNS_PORT),
         };
         let edges: Vec<EdgePlan> = (1..=edges.clamp(1, MAX_EDGES))
             .map(|number| {
@@ -256,6 +280,30 @@ impl Plan {
         regions
     }
 
+    /// The sites of the edges' regions, each once, in the edges' order.
+    pub fn sites(&self) -> Vec<Site> {
+        self.regions()
+            .iter()
+            .filter_map(|r| SITES.iter().find(|s| s.region == r.as_str()).copied())
+            .collect()
+    }
+
+    /// The synthetic MaxMind database's content: each site's client subnets at the site,
+    /// named by region.
+    pub fn geoip_networks(&self) -> Vec<geoip::Network> {
+        self.sites()
+            .iter()
+            .flat_map(|site| {
+                [site.client_subnet, site.client_subnet_v6].map(|net| geoip::Network {
+                    net: net.parse().expect("site subnets are valid networks"),
+                    location: GeoPoint::new(site.lat, site.lon)
+                        .expect("site coordinates are valid"),
+                    name: site.region.to_owned(),
+                })
+            })
+            .collect()
+    }
+
     /// Where `edge` dials its peers instead of their relay addresses: the proxies of the
     /// links it dials.
     pub fn peer_addrs(&self, edge: &EdgeId) -> BTreeMap<EdgeId, SocketAddr> {
@@ -301,13 +349,14 @@ impl Plan {
     }
 
     /// The origin's configuration: its defaults with `env`'s `ARBOR_ORIGIN_*` overrides, then
-    /// this plan's addresses, the relay on, a SQLite store at `store`, `api_key` as the only
-    /// key and the edges' regions. Validated.
+    /// this plan's addresses, the relay on, DNS on for [`DNS_ZONE`] with the database at
+    /// `geoip_db`, a SQLite store at `store`, `api_key` as the only key and the edges'
+    /// regions. Validated (so `geoip_db` must exist).
     pub fn origin_config(
         &self,
         (api_key, api_secret): (&str, &str),
         pki_dir: &Path,
-        store: &Path,
+        (store, geoip_db): (&Path, &Path),
         env: &[(String, String)],
     ) -> anyhow::Result<origin_config::Config> {
         let mut cfg = origin_config::load(None, env.iter().cloned())
@@ -319,6 +368,11 @@ impl Plan {
         cfg.store.url = format!("sqlite://{}", store.display());
         cfg.auth.keys =
             BTreeMap::from([(api_key.to_owned(), origin_config::Secret::new(api_secret))]);
+        cfg.dns.enabled = true;
+        cfg.dns.listen = self.origin.dns;
+        cfg.dns.zone = DNS_ZONE.to_owned();
+        cfg.dns.nameserver_ips = vec![self.origin.dns.ip()];
+        cfg.dns.geoip_db = geoip_db.to_owned();
         let regions = self.regions();
         cfg.placement.default_region = regions[0].clone();
         cfg.placement.regions = regions;
@@ -351,6 +405,7 @@ mod tests {
         assert_eq!((plan.edges[1].lat, plan.edges[1].lon), (39.04, -77.49));
         assert_eq!(plan.origin.http, "127.0.0.1:7780".parse().unwrap());
         assert_eq!(plan.origin.relay, "127.0.0.1:7790".parse().unwrap());
+        assert_eq!(plan.origin.dns, "127.0.0.1:7853".parse().unwrap());
 
         // Each pair once, the lower id dialling, at half the round trip each way.
         let links: Vec<(&str, &str, u128)> = plan
@@ -462,7 +517,14 @@ mod tests {
         assert!(e.contains("ARBOR_MEDIA_WORKERS"), "{e}");
 
         let store = Path::new("/data/origin.db");
-        let cfg = plan.origin_config(CREDS, pki, store, &[]).unwrap();
+        let dir = std::env::temp_dir().join(format!("arbor-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("geo.mmdb");
+        std::fs::write(&db, geoip::write(&plan.geoip_networks(), 0).unwrap()).unwrap();
+        let cfg = plan.origin_config(CREDS, pki, (store, &db), &[]).unwrap();
+        assert!(cfg.dns.enabled);
+        assert_eq!(cfg.dns.listen, "127.0.0.1:7853".parse().unwrap());
+        assert_eq!(cfg.dns.geoip_db, db);
         assert_eq!(cfg.http.listen, plan.origin.http);
         assert!(cfg.relay.enabled);
         assert_eq!(cfg.relay.listen, plan.origin.relay);
@@ -475,8 +537,32 @@ mod tests {
         let bad = [("ARBOR_ORIGIN_HTTP_LISTEN".to_owned(), "nowhere".to_owned())];
         let e = format!(
             "{:#}",
-            plan.origin_config(CREDS, pki, store, &bad).unwrap_err()
+            plan.origin_config(CREDS, pki, (store, &db), &bad)
+                .unwrap_err()
         );
         assert!(e.contains("ARBOR_ORIGIN_HTTP_LISTEN"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn each_region_has_client_subnets_the_database_places_there() {
+        let plan = Plan::new(4, IpBase(0), false);
+        let sites: Vec<&str> = plan.sites().iter().map(|s| s.region).collect();
+        assert_eq!(sites, ["eu-west", "us-east", "ap-southeast"]);
+        let networks = plan.geoip_networks();
+        assert_eq!(networks.len(), 6);
+        let db = geoip::write(&networks, 0).unwrap();
+        let dir = std::env::temp_dir().join(format!("arbor-plan-geo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("geo.mmdb"), db).unwrap();
+        let g = geoip::GeoIp::open(&dir.join("geo.mmdb")).unwrap();
+        for site in SITES {
+            for subnet in [site.client_subnet, site.client_subnet_v6] {
+                let net: std::net::IpAddr = subnet.split('/').next().unwrap().parse().unwrap();
+                let at = g.locate(net).unwrap();
+                assert_eq!((at.lat(), at.lon()), (site.lat, site.lon), "{subnet}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,6 +11,7 @@
 //!                      Registry::poll_event ─► Up / Draining / Down
 //!                                                   │ Down, Draining
 //!                                                   ▼
+//! DNS query, join ───► steer(client, registry.edges(), policy) ─► nearest healthy edges
 //! join request ──────► Placement::place(meeting, region, &registry) ─► edge      Placement::evict
 //! meeting edges ─────► tree::Problem::new(nodes, &|a, b| registry.rtt_us(a, b) / 2)
 //!                      tree::assign(&problem, &policy, previous) ─► tree
@@ -20,6 +21,8 @@
 //! - [`registry`]: liveness (heartbeat 1 s, dead after 3 missed), load, RTT matrix with a
 //!   great-circle fallback ([`geo`]).
 //! - [`placement`]: bounded-load consistent hashing of meetings over a region's healthy edges.
+//! - [`steer`]: the nearest edge that takes new clients, for DNS answers and the join API's
+//!   region (steering picks a client's edge, placement a meeting's edge within a region).
 //! - [`tree`]: the tree assigner, its repair and keep-or-replace policy, and diffs with epochs
 //!   (design note: `docs/tree.md`).
 //!
@@ -32,10 +35,12 @@ mod hash;
 pub mod placement;
 pub mod registry;
 mod rtt;
+pub mod steer;
 pub mod tree;
 
 pub use coordinator::Coordinator;
 pub use geo::GeoPoint;
 pub use placement::{PlaceError, Placement};
 pub use registry::{Edge, EdgeState, Load, Registry, RegistryEvent, Status, UnknownEdge};
+pub use steer::steer;
 pub use tree::{Assignment, Problem, Tree};

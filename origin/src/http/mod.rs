@@ -8,10 +8,12 @@
 //!
 //! - [`meetings`]: create, list, get and end meetings; their participants and tree.
 //! - [`tokens`]: mint join tokens; `/v1/join` also picks the edge ([`crate::placer`]).
+//! - [`edges`]: one edge, and draining it.
 //! - this file: edges, `/livez`, `/readyz`, `/metrics`, `/v1/openapi.json`, the extractors
 //!   that turn malformed requests into problems.
 
 pub mod auth;
+pub mod edges;
 pub mod meetings;
 pub mod problem;
 pub mod tokens;
@@ -49,6 +51,8 @@ pub struct AppState {
     /// The edge registry and placement (`origin_core`).
     pub placer: Arc<Placer>,
     pub metrics: Metrics,
+    /// Client locations for steering joins (`[dns] geoip_db`), if configured.
+    pub geoip: Option<Arc<crate::geoip::GeoIp>>,
 }
 
 /// Every route: method, path (axum syntax, which is also OpenAPI's), handler.
@@ -69,6 +73,8 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ),
         ("GET", "/v1/meetings/{id}/tree", get(meetings::tree)),
         ("GET", "/v1/edges", get(edges)),
+        ("GET", "/v1/edges/{id}", get(edges::get_one)),
+        ("POST", "/v1/edges/{id}/drain", post(edges::drain)),
         ("POST", "/v1/tokens", post(tokens::mint)),
         ("POST", "/v1/join", post(tokens::join)),
     ]

@@ -3,13 +3,23 @@
 //! Both take the same body and need `roomAdmin` for the meeting, which must exist (404) and
 //! be active (409). The token is a LiveKit-layout JWT (`relay_proto::token`) signed with the
 //! caller's API key, so every edge that knows the key accepts it. `/v1/join` also places the
-//! meeting in the request's region (or `placement.default_region`) and answers the edge;
-//! `/v1/tokens` does so only when the body names a region.
+//! meeting in a region and answers the edge; `/v1/tokens` does so only when the body names a
+//! region.
+//!
+//! The region of a join: the one the body names; else the region of the edge
+//! `origin_core::steer` finds nearest to the caller's address (located with `[dns]
+//! geoip_db`, exactly as the DNS server steers `edge.<zone>`), among the configured regions;
+//! else `placement.default_region`. Steering chooses the client's region, placement the
+//! meeting's edge in it. The caller's address is the TCP peer's: a browser calling the API
+//! directly is steered by its own address, an app server calling it for its users should name
+//! the region (the header of a proxy is not trusted).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use origin_core::PlaceError;
 use relay_proto::token::{self, Claims};
@@ -82,14 +92,49 @@ pub(super) async fn mint(
 /// `POST /v1/join` (roomAdmin): a join token and the edge to present it to.
 pub(super) async fn join(
     State(s): State<AppState>,
+    ClientAddr(peer): ClientAddr,
     caller: Caller,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Response, Problem> {
-    let region = req
-        .region
-        .clone()
-        .unwrap_or_else(|| s.config.placement.default_region.clone());
+    let region = match &req.region {
+        Some(region) => region.clone(),
+        None => peer
+            .and_then(|ip| steered_region(&s, ip))
+            .unwrap_or_else(|| s.config.placement.default_region.clone()),
+    };
     issue(&s, &caller, req, Some(region)).await
+}
+
+/// The region of the configured edge nearest to `ip`, if the database locates it.
+fn steered_region(s: &AppState, ip: IpAddr) -> Option<RegionId> {
+    let location = s.geoip.as_ref()?.locate(ip)?;
+    let key = crate::dns::subnet_key(ip, u8::MAX);
+    let client = origin_core::steer::Client {
+        location: Some(location),
+        key: key.as_bytes(),
+    };
+    let coordinator = s.placer.lock();
+    let regions = &s.config.placement.regions;
+    let served = coordinator
+        .registry()
+        .edges()
+        .filter(|e| regions.contains(&e.edge.region));
+    let policy = s.config.steering();
+    let nearest = origin_core::steer(&client, served, &policy, 1);
+    nearest.first().map(|e| e.edge.region.clone())
+}
+
+/// The TCP peer's address, when the server records it (`into_make_service_with_connect_info`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ClientAddr(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientAddr(peer.map(|c| c.0.ip())))
+    }
 }
 
 async fn issue(

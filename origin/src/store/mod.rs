@@ -25,7 +25,7 @@
 //! `postgres.rs` hold only what differs: connecting, pool sizing and migration locking.
 //!
 //! **What is stored.** Meetings (created through the API); edges (as the registry last saw
-//! them); per (meeting, edge) participant counts reported by edges (no per-participant rows);
+//! them, plus an operator's drain not yet delivered to the edge); per (meeting, edge) participant counts reported by edges (no per-participant rows);
 //! each meeting's tree (epoch and links); placements (meeting, region → edge). Presence,
 //! trees and placements do not reference the meetings table: apps may mint tokens with any
 //! LiveKit SDK and join edges for meetings the API never created.
@@ -95,6 +95,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Updates a registered edge's status, heartbeat time and load. `false` if the edge is
     /// not registered.
     fn record_heartbeat<'a>(&'a self, beat: &'a Heartbeat) -> StoreFuture<'a, bool>;
+
+    /// [`Store::record_heartbeat`], and the drain bookkeeping that goes with it: a beat that
+    /// says `Draining` acknowledges a pending operator drain (clears it); other beats keep
+    /// it. `None` if the edge is not registered.
+    fn heartbeat<'a>(&'a self, beat: &'a Heartbeat) -> StoreFuture<'a, Option<Beat>>;
+
+    /// Records an operator's drain of edge `id`, to be delivered over its control link on its
+    /// next heartbeat. Idempotent: a pending request keeps its first time.
+    fn request_drain<'a>(&'a self, now_ms: i64, id: &'a EdgeId) -> StoreFuture<'a, DrainRequest>;
+
+    /// One edge and, if an operator's drain of it is pending, when it was requested.
+    fn edge_drain<'a>(
+        &'a self,
+        id: &'a EdgeId,
+    ) -> StoreFuture<'a, Option<(EdgeRecord, Option<i64>)>>;
 
     /// One edge.
     fn edge<'a>(&'a self, id: &'a EdgeId) -> StoreFuture<'a, Option<EdgeRecord>>;
@@ -389,6 +404,24 @@ pub struct Heartbeat {
     pub load: EdgeLoad,
 }
 
+/// What the store says after a heartbeat ([`Store::heartbeat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// An operator's drain awaits delivery to the edge (it did not say `Draining`).
+    pub drain_pending: bool,
+}
+
+/// What [`Store::request_drain`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DrainRequest {
+    /// Recorded (or already pending, or the edge already drains); the edge as stored, and
+    /// when the pending request was made (`None` when the edge already drains).
+    Requested(EdgeRecord, Option<i64>),
+    /// The edge is dead: there is nothing to drain.
+    Dead(EdgeRecord),
+    NotFound,
+}
+
 /// An edge's report of one meeting's participants there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Presence {
@@ -421,8 +454,14 @@ pub struct PlacementRecord {
 
 /// The embedded migrations, in order: `origin/migrations/NNNN_name.sql`. Both engines run
 /// the same files; sqlx records them in `_sqlx_migrations`.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "edge_drain",
+        include_str!("../../migrations/0002_edge_drain.sql"),
+    ),
+];
 
 /// [`MIGRATIONS`] as an sqlx migration source (no `migrate!` macro, no files at run time).
 #[derive(Debug)]

@@ -9,10 +9,10 @@ use relay_proto::{EdgeId, MeetingId, RegionId, TreeEpoch};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::{
-    Created, EdgeLoad, EdgeRecord, EdgeStatus, Ending, Engine, Heartbeat, ListQuery,
-    MAX_CREATE_ATTEMPTS, MAX_EDGES, MAX_PAGE, MAX_PLACEMENTS_PER_EDGE, MAX_TREE_LINKS, Meeting,
-    MeetingCounts, NewMeeting, Page, PlacementRecord, Presence, StateFilter, Store, StoreError,
-    StoreFuture, TreeRecord,
+    Beat, Created, DrainRequest, EdgeLoad, EdgeRecord, EdgeStatus, Ending, Engine, Heartbeat,
+    ListQuery, MAX_CREATE_ATTEMPTS, MAX_EDGES, MAX_PAGE, MAX_PLACEMENTS_PER_EDGE, MAX_TREE_LINKS,
+    Meeting, MeetingCounts, NewMeeting, Page, PlacementRecord, Presence, StateFilter, Store,
+    StoreError, StoreFuture, TreeRecord,
 };
 
 /// A pool of one engine, and the statements.
@@ -66,8 +66,20 @@ const UPSERT_EDGE: &str = "\
         last_heartbeat_ms = excluded.last_heartbeat_ms, participants = excluded.participants, \
         meetings = excluded.meetings, cpu_permille = excluded.cpu_permille";
 
+/// A `draining` beat acknowledges a pending drain and clears it; it survives the others (an
+/// edge that died before it heard of it is drained when it comes back).
 const HEARTBEAT: &str = "UPDATE edges SET status = $2, last_heartbeat_ms = $3, \
-    participants = $4, meetings = $5, cpu_permille = $6 WHERE id = $1 RETURNING id";
+    participants = $4, meetings = $5, cpu_permille = $6, \
+    drain_requested_at_ms = CASE WHEN $2 = 'draining' THEN NULL ELSE drain_requested_at_ms END \
+    WHERE id = $1 RETURNING id, drain_requested_at_ms";
+
+/// Only a live edge that does not drain yet gets a pending request; no row otherwise.
+const REQUEST_DRAIN: &str = "UPDATE edges \
+    SET drain_requested_at_ms = COALESCE(drain_requested_at_ms, $2) \
+    WHERE id = $1 AND status = 'alive' RETURNING id";
+const EDGE_DRAIN: &str = "SELECT id, region, lat, lon, relay_addr, http_url, capacity, status, \
+    last_heartbeat_ms, participants, meetings, cpu_permille, drain_requested_at_ms \
+    FROM edges WHERE id = $1";
 
 const UPSERT_PRESENCE: &str = "\
     INSERT INTO presence (meeting, edge, participants, publishers, updated_at_ms) \
@@ -251,6 +263,10 @@ where
     }
 
     fn record_heartbeat<'a>(&'a self, beat: &'a Heartbeat) -> StoreFuture<'a, bool> {
+        Box::pin(async move { Ok(self.heartbeat(beat).await?.is_some()) })
+    }
+
+    fn heartbeat<'a>(&'a self, beat: &'a Heartbeat) -> StoreFuture<'a, Option<Beat>> {
         Box::pin(async move {
             let row = sqlx::query::<DB>(HEARTBEAT)
                 .bind(beat.edge.as_str())
@@ -261,7 +277,44 @@ where
                 .bind(i64::from(beat.load.cpu_permille))
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(row.is_some())
+            let Some(row) = row else { return Ok(None) };
+            let pending: Option<i64> = row.try_get("drain_requested_at_ms")?;
+            Ok(Some(Beat {
+                drain_pending: pending.is_some(),
+            }))
+        })
+    }
+
+    fn request_drain<'a>(&'a self, now_ms: i64, id: &'a EdgeId) -> StoreFuture<'a, DrainRequest> {
+        Box::pin(async move {
+            sqlx::query::<DB>(REQUEST_DRAIN)
+                .bind(id.as_str())
+                .bind(now_ms)
+                .fetch_optional(&self.pool)
+                .await?;
+            // Read back either way: the answer depends on the status, whoever set it.
+            Ok(match self.edge_drain(id).await? {
+                None => DrainRequest::NotFound,
+                Some((edge, _)) if edge.status == EdgeStatus::Dead => DrainRequest::Dead(edge),
+                Some((edge, pending)) => DrainRequest::Requested(edge, pending),
+            })
+        })
+    }
+
+    fn edge_drain<'a>(
+        &'a self,
+        id: &'a EdgeId,
+    ) -> StoreFuture<'a, Option<(EdgeRecord, Option<i64>)>> {
+        Box::pin(async move {
+            let row = sqlx::query::<DB>(EDGE_DRAIN)
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some((
+                edge_of(&row)?,
+                row.try_get("drain_requested_at_ms")?,
+            )))
         })
     }
 

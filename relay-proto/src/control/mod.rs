@@ -24,7 +24,7 @@ pub use link::{CloseCode, Hello, Role};
 pub use meeting::{
     Announce, CodecDesc, LayerDesc, MediaKind, MeetingEvent, TrackDesc, TrackSource,
 };
-pub use origin::{EdgeInfo, Load, PeerInfo, RttSample, TreeUpdate};
+pub use origin::{DrainTarget, EdgeInfo, Load, PeerInfo, RttSample, TreeUpdate};
 
 use crate::VERSION;
 use crate::id::{EdgeId, FlowId, LayerSet, MeetingId};
@@ -77,6 +77,13 @@ pub enum Control {
         meeting: MeetingId,
         edge: EdgeId,
         http_url: String,
+    },
+    /// An operator drains the edge: take no new joins, move every client to `target` (or,
+    /// per meeting, to where the origin now places it), and report `Load::draining` from now
+    /// on. Idempotent; sent again when the target changes. `None`: no other edge takes new
+    /// meetings, so joins are refused and clients stay.
+    Drain {
+        target: Option<DrainTarget>,
     },
 
     // Edge ↔ edge, per meeting.
@@ -133,6 +140,7 @@ pub mod ty {
     pub const PEERS: u64 = 0x20;
     pub const TREE_UPDATE: u64 = 0x21;
     pub const PLACED: u64 = 0x22;
+    pub const DRAIN: u64 = 0x23;
     pub const ANNOUNCE: u64 = 0x30;
     pub const WITHDRAW: u64 = 0x31;
     pub const ROUTE_LOST: u64 = 0x37;
@@ -191,6 +199,7 @@ impl Control {
             Control::Peers(_) => ty::PEERS,
             Control::TreeUpdate(_) => ty::TREE_UPDATE,
             Control::Placed { .. } => ty::PLACED,
+            Control::Drain { .. } => ty::DRAIN,
             Control::Announce(_) => ty::ANNOUNCE,
             Control::Withdraw { .. } => ty::WITHDRAW,
             Control::RouteLost { .. } => ty::ROUTE_LOST,
@@ -244,6 +253,16 @@ impl Control {
                 edge.put(w)?;
                 w.str(http_url, MAX_URL_LEN, "http url")
             }
+            Control::Drain { target } => match target {
+                None => {
+                    w.u8(0);
+                    Ok(())
+                }
+                Some(t) => {
+                    w.u8(1);
+                    t.put(w)
+                }
+            },
             Control::Announce(m) => m.put(w),
             Control::Withdraw { meeting, flow } | Control::RouteLost { meeting, flow } => {
                 meeting.put(w)?;
@@ -317,6 +336,13 @@ impl Control {
                 meeting: MeetingId::take(r)?,
                 edge: EdgeId::take(r)?,
                 http_url: r.str(MAX_URL_LEN, "http url")?.to_owned(),
+            },
+            ty::DRAIN => Control::Drain {
+                target: match r.u8()? {
+                    0 => None,
+                    1 => Some(DrainTarget::take(r)?),
+                    _ => return Err(DecodeError::BadValue("drain target option")),
+                },
             },
             ty::ANNOUNCE => Control::Announce(Announce::take(r)?),
             ty::WITHDRAW => Control::Withdraw {
@@ -417,6 +443,31 @@ mod tests {
         assert_eq!(
             bytes,
             [0, 0, 0, 10, 0x00, 0, 1, 1, 2, b'e', b'1', 2, b'e', b'u']
+        );
+    }
+
+    #[test]
+    fn a_drain_frame_is_byte_exact() {
+        let none = frame(&Control::Drain { target: None });
+        assert_eq!(none, [0, 0, 0, 2, 0x23, 0]);
+        let to = Control::Drain {
+            target: Some(DrainTarget {
+                edge: EdgeId::new("us-1").unwrap(),
+                http_url: "http://u".into(),
+            }),
+        };
+        let bytes = frame(&to);
+        assert_eq!(
+            bytes,
+            [
+                0, 0, 0, 16, 0x23, 1, 4, b'u', b's', b'-', b'1', 8, b'h', b't', b't', b'p', b':',
+                b'/', b'/', b'u'
+            ]
+        );
+        assert_eq!(Control::decode_body(&bytes[4..]), Ok(to));
+        assert_eq!(
+            Control::decode_body(&[0x23, 2]),
+            Err(DecodeError::BadValue("drain target option"))
         );
     }
 

@@ -1,5 +1,5 @@
-//! Messages between an edge and the origin: registration, load, RTT probes, placement and
-//! tree assignment.
+//! Messages between an edge and the origin: registration, load, RTT probes, placement, tree
+//! assignment and draining.
 
 use std::net::SocketAddr;
 
@@ -48,6 +48,15 @@ pub struct PeerInfo {
     pub id: EdgeId,
     pub region: RegionId,
     pub relay_addr: SocketAddr,
+}
+
+/// Where a draining edge sends its clients: the nearest edge that takes new meetings, as the
+/// origin names it in `Drain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainTarget {
+    pub edge: EdgeId,
+    /// Its HTTP base URL, at most [`MAX_URL_LEN`] bytes.
+    pub http_url: String,
 }
 
 /// An edge's neighbours in one meeting's tree. Updates with an epoch older than the one
@@ -146,6 +155,19 @@ impl Wire for PeerInfo {
             id: EdgeId::take(r)?,
             region: RegionId::take(r)?,
             relay_addr: SocketAddr::take(r)?,
+        })
+    }
+}
+
+impl Wire for DrainTarget {
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        self.edge.put(w)?;
+        w.str(&self.http_url, MAX_URL_LEN, "http url")
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(DrainTarget {
+            edge: EdgeId::take(r)?,
+            http_url: r.str(MAX_URL_LEN, "http url")?.to_owned(),
         })
     }
 }
