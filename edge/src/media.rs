@@ -463,6 +463,9 @@ async fn run(
             last_stats = Instant::now();
             if let Ok(mut s) = shared.stats.lock() {
                 *s = worker.stats().clone();
+                // The kernel's refusals count with the worker's own full queue: either way
+                // the datagram found no room to leave.
+                s.dropped_transmit_queue += shell.send_refused;
             }
         }
     }
@@ -519,6 +522,8 @@ struct Shell<'a> {
     udp: &'a UdpSocket,
     /// UDP datagrams of one drain, sent together (`sendmmsg`) when it ends or fills up.
     sends: SendBatch,
+    /// Datagrams the kernel refused (a full send buffer) or too large to queue.
+    send_refused: u64,
     shared: &'a Shared,
     signals: HashMap<ParticipantId, mpsc::Sender<ServerMsg>>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
@@ -531,6 +536,7 @@ impl<'a> Shell<'a> {
         Shell {
             udp,
             sends: SendBatch::new(false),
+            send_refused: 0,
             shared,
             signals: HashMap::new(),
             tcp_writers: HashMap::new(),
@@ -679,7 +685,7 @@ impl<'a> Shell<'a> {
         if contents.len() > arbor_udp::SLOT_LEN {
             // Nothing the worker makes is this large (str0m keeps to the MTU); dropping
             // it is what the kernel would do past the path MTU anyway.
-            metrics::counter!("arbor_udp_send_dropped_total").increment(1);
+            self.send_refused += 1;
             return;
         }
         if !self.sends.has_room() {
@@ -692,10 +698,7 @@ impl<'a> Shell<'a> {
     /// Sends the queued datagrams. A full socket buffer drops them: media is loss-tolerant,
     /// and waiting would stall every other participant of the worker.
     fn flush_udp(&mut self) {
-        let sent = self.sends.flush(self.udp);
-        if sent.errors > 0 {
-            metrics::counter!("arbor_udp_send_dropped_total").increment(sent.errors);
-        }
+        self.send_refused += self.sends.flush(self.udp).errors;
     }
 }
 

@@ -9,7 +9,15 @@
 //! the same publisher stream, SRTP profile and subscribers; a side stops stepping up once its
 //! subscribers lose more than 0.5% or the CPU runs out.
 
+pub mod cascade;
+pub mod fleet;
 pub mod forwarding;
+pub mod joins;
+pub mod meeting;
+pub mod plot;
+pub mod probe;
+pub mod quick;
+pub mod spread;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,13 +30,15 @@ use arbor_bench::load::{Auth, Target};
 use arbor_bench::netns::Namespace;
 use serde::Serialize;
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, Scenario};
 use crate::up::plan::{IpBase, Plan};
 use crate::up::{self, Bins, EDGE_BIN, ORIGIN_BIN};
 use forwarding::{Sfu, Step};
+use plot::Series;
+use spread::{Spread, show};
 
 /// Runs `arbor bench`: enters a network namespace of its own (before any thread starts, so
-/// every thread and child process is inside it), then runs the forwarding comparison.
+/// every thread and child process is inside it), then runs the scenario asked for.
 pub fn run(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     let bins = Bins {
         origin: up::process::find_bin(ORIGIN_BIN, args.origin_bin.as_deref(), "--origin-bin")?,
@@ -40,98 +50,298 @@ pub fn run(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let dir = std::path::absolute(data_dir.join("bench")).context("no working directory")?;
-    let rows = runtime.block_on(side_by_side(args, &dir, &bins))?;
-    if args.json {
-        let out = serde_json::json!({ "forwarding": rows });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+    let out = if args.quick {
+        let q = runtime.block_on(quick::run(args, &dir, &bins))?;
+        if args.json {
+            serde_json::to_value(&q)?
+        } else {
+            print!("{}", q.table());
+            return Ok(ExitCode::SUCCESS);
+        }
     } else {
-        print!("{}", table(&rows));
+        runtime.block_on(scenarios(args, &dir, &bins))?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One subscriber count, measured on each side.
+/// Runs the scenario `args` names (every one for `all`), printing each table as it is done,
+/// and returns them all as one JSON object.
+async fn scenarios(args: &BenchArgs, dir: &Path, bins: &Bins) -> anyhow::Result<serde_json::Value> {
+    let wants = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    let show = |table: String| {
+        if !args.json {
+            print!("{table}");
+        }
+    };
+    let mut out = serde_json::Map::new();
+    if wants(Scenario::Forwarding) {
+        let rows = side_by_side(args, &args.subscribers, args.window, dir, bins).await?;
+        show(table(&rows));
+        if let Some(plot_dir) = &args.plot {
+            write_plots(&rows, plot_dir)?;
+        }
+        out.insert("forwarding".into(), serde_json::to_value(&rows)?);
+    }
+    if wants(Scenario::Meeting) {
+        let running = one_edge(dir, "meeting", args.participants * 2, bins).await?;
+        let m = meeting::meeting(&running, args.participants, args.window, args.runs).await;
+        running.stop().await;
+        let m = m?;
+        show(m.table());
+        out.insert("meeting".into(), serde_json::to_value(&m)?);
+    }
+    if wants(Scenario::Broadcast) || wants(Scenario::Hop) {
+        let running = three_edges(dir, args.viewers, bins).await?;
+        let result = cascade_scenarios(args, &running, &wants, &show, &mut out).await;
+        running.stop().await;
+        result?;
+    }
+    if wants(Scenario::JoinStorm) || wants(Scenario::Memory) {
+        let running = one_edge(dir, "joins", args.joins + 1, bins).await?;
+        let idle_only = !wants(Scenario::JoinStorm);
+        let j = joins::storm(&running, args.joins, args.window, args.runs, idle_only).await;
+        running.stop().await;
+        let j = j?;
+        show(j.table());
+        out.insert("join_storm".into(), serde_json::to_value(&j)?);
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+async fn cascade_scenarios(
+    args: &BenchArgs,
+    running: &up::Running,
+    wants: &impl Fn(Scenario) -> bool,
+    show: &impl Fn(String),
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    if wants(Scenario::Broadcast) {
+        let b = cascade::broadcast(running, args.viewers, args.window, args.runs).await?;
+        show(b.table());
+        out.insert("broadcast".into(), serde_json::to_value(&b)?);
+    }
+    if wants(Scenario::Hop) {
+        let h = cascade::hop(running, args.viewers / 2, args.window, args.runs).await?;
+        show(h.table());
+        out.insert("hop".into(), serde_json::to_value(&h)?);
+    }
+    Ok(())
+}
+
+/// Edge settings that let one meeting hold `participants`.
+fn room_for(participants: usize) -> [(String, String); 1] {
+    [(
+        "ARBOR_LIMITS_MAX_PARTICIPANTS".to_owned(),
+        (participants + 1).max(100).to_string(),
+    )]
+}
+
+/// A one-edge cluster in `dir/<name>`, on its own loopback network.
+async fn one_edge(
+    dir: &Path,
+    name: &str,
+    participants: usize,
+    bins: &Bins,
+) -> anyhow::Result<up::Running> {
+    up::start(
+        Plan::new(1, IpBase(1), false),
+        &dir.join(name),
+        bins,
+        &room_for(participants),
+    )
+    .await
+}
+
+/// A three-edge cascaded cluster (unimpaired links) in `dir/cascade`.
+pub async fn three_edges(
+    dir: &Path,
+    participants: usize,
+    bins: &Bins,
+) -> anyhow::Result<up::Running> {
+    up::start(
+        Plan::new(3, IpBase(2), false),
+        &dir.join("cascade"),
+        bins,
+        &room_for(participants),
+    )
+    .await
+}
+
+/// One subscriber count, measured on each side, each `runs` times.
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub subscribers: usize,
-    pub arbor: Option<Step>,
-    pub janus: Option<Step>,
-    pub bare: Option<Step>,
-    /// Arbor's egress packets per CPU-second over Janus's.
-    pub janus_ratio: Option<f64>,
-    /// Arbor's egress packets per CPU-second over the bare forwarder's.
-    pub limit_fraction: Option<f64>,
+    /// Egress packets per CPU-second of each side.
+    pub arbor_pps_per_cpu_s: Option<Spread>,
+    pub janus_pps_per_cpu_s: Option<Spread>,
+    pub bare_pps_per_cpu_s: Option<Spread>,
+    /// Arbor's egress packets per CPU-second over Janus's, run by run.
+    pub janus_ratio: Option<Spread>,
+    /// Arbor's egress packets per CPU-second over the bare forwarder's, run by run.
+    pub limit_fraction: Option<Spread>,
+    pub arbor: Vec<Step>,
+    pub janus: Vec<Step>,
+    pub bare: Vec<Step>,
 }
 
-/// The ramp, alternating Arbor, Janus and the bare forwarder at each subscriber count so that
-/// the machine's drift affects them alike. A side that hit a limit sits out the later steps.
-async fn side_by_side(args: &BenchArgs, dir: &Path, bins: &Bins) -> anyhow::Result<Vec<Row>> {
-    let largest = args.subscribers.iter().max().copied().unwrap_or(0);
-    let settings = [(
-        "ARBOR_LIMITS_MAX_PARTICIPANTS".to_owned(),
-        (largest + 1).max(100).to_string(),
-    )];
+impl Row {
+    /// The median of `f` over a side's runs (a plot's point).
+    fn median(steps: &[Step], f: impl Fn(&Step) -> f64) -> Option<f64> {
+        Spread::of(steps.iter().map(f)).map(|s| s.median)
+    }
+}
+
+/// The ramp, alternating Arbor, Janus and the bare forwarder at each subscriber count (A B C
+/// A B C … for `--runs`) so that the machine's drift affects them alike. A side whose
+/// median run hit a limit sits out the later steps.
+pub async fn side_by_side(
+    args: &BenchArgs,
+    subscribers: &[usize],
+    window: std::time::Duration,
+    dir: &Path,
+    bins: &Bins,
+) -> anyhow::Result<Vec<Row>> {
+    let largest = subscribers.iter().max().copied().unwrap_or(0);
     let running = up::start(
         Plan::new(1, IpBase(0), false),
         &dir.join("arbor"),
         bins,
-        &settings,
+        &room_for(largest),
     )
     .await?;
     let janus_dir = dir.join("janus");
     std::fs::create_dir_all(&janus_dir)
         .with_context(|| format!("cannot create {}", janus_dir.display()))?;
-    let janus = Janus::start(&janus_dir, JanusConfig::default()).await?;
+    let janus = match Janus::start(&janus_dir, JanusConfig::default()).await {
+        Ok(j) => j,
+        Err(e) => {
+            running.stop().await;
+            return Err(e.into());
+        }
+    };
     let sfu = arbor_sfu(&running);
+    let result = ramp(args, subscribers, window, &sfu, &janus).await;
+    let _ = janus.stop().await;
+    running.stop().await;
+    result
+}
+
+async fn ramp(
+    args: &BenchArgs,
+    subscribers: &[usize],
+    window: std::time::Duration,
+    sfu: &Sfu,
+    janus: &Janus,
+) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let (mut arbor_done, mut janus_done) = (false, false);
-    for (i, &n) in args.subscribers.iter().enumerate() {
+    let mut meeting = 0u64;
+    for &n in subscribers {
         if arbor_done && janus_done {
             break;
         }
-        let mut row = Row {
+        let (mut arbor, mut janus_steps, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            meeting += 1;
+            if !arbor_done {
+                let s = forwarding::step(sfu, &format!("fwd-{meeting}"), n, window).await?;
+                report("arbor", &s, args.json);
+                arbor.push(s);
+            }
+            if !janus_done {
+                let s = forwarding::janus_step(janus, 4242 + meeting, n, window).await?;
+                report("janus", &s, args.json);
+                janus_steps.push(s);
+            }
+            // The bare forwarder gets the publisher's packet rate as Arbor's subscribers saw it.
+            let pps = arbor
+                .last()
+                .map_or(150.0, |a: &Step| a.egress_pps / n.max(1) as f64);
+            let b = tokio::task::spawn_blocking(move || {
+                forwarding::bare_step(n, pps.round() as u32, window)
+            })
+            .await??;
+            report("bare", &b, args.json);
+            bare.push(b);
+        }
+        arbor_done |= mostly_limited(&arbor);
+        janus_done |= mostly_limited(&janus_steps);
+        let pps = |steps: &[Step]| Spread::of(steps.iter().map(|s| s.pps_per_cpu_s));
+        let ratio = |a: &[Step], b: &[Step]| {
+            Spread::of(
+                a.iter()
+                    .zip(b)
+                    .filter(|(_, b)| b.pps_per_cpu_s > 0.0)
+                    .map(|(a, b)| a.pps_per_cpu_s / b.pps_per_cpu_s),
+            )
+        };
+        rows.push(Row {
             subscribers: n,
-            arbor: None,
-            janus: None,
-            bare: None,
-            janus_ratio: None,
-            limit_fraction: None,
-        };
-        if !arbor_done {
-            let s = forwarding::step(&sfu, &format!("fwd-{i}"), n, args.window).await?;
-            report("arbor", &s, args.json);
-            arbor_done = s.limit().is_some();
-            row.arbor = Some(s);
-        }
-        if !janus_done {
-            let s = forwarding::janus_step(&janus, 4242 + i as u64, n, args.window).await?;
-            report("janus", &s, args.json);
-            janus_done = s.limit().is_some();
-            row.janus = Some(s);
-        }
-        // The bare forwarder gets the publisher's packet rate as Arbor's subscribers saw it.
-        let pps = row
-            .arbor
-            .as_ref()
-            .map_or(150.0, |a| a.egress_pps / n.max(1) as f64);
-        let window = args.window;
-        let bare = tokio::task::spawn_blocking(move || {
-            forwarding::bare_step(n, pps.round() as u32, window)
-        })
-        .await??;
-        report("bare", &bare, args.json);
-        row.bare = Some(bare);
-        let ratio = |a: Option<&Step>, b: Option<&Step>| match (a, b) {
-            (Some(a), Some(b)) if b.pps_per_cpu_s > 0.0 => Some(a.pps_per_cpu_s / b.pps_per_cpu_s),
-            _ => None,
-        };
-        row.janus_ratio = ratio(row.arbor.as_ref(), row.janus.as_ref());
-        row.limit_fraction = ratio(row.arbor.as_ref(), row.bare.as_ref());
-        rows.push(row);
+            arbor_pps_per_cpu_s: pps(&arbor),
+            janus_pps_per_cpu_s: pps(&janus_steps),
+            bare_pps_per_cpu_s: pps(&bare),
+            janus_ratio: ratio(&arbor, &janus_steps),
+            limit_fraction: ratio(&arbor, &bare),
+            arbor,
+            janus: janus_steps,
+            bare,
+        });
     }
-    let _ = janus.stop().await;
-    running.stop().await;
     Ok(rows)
+}
+
+/// Whether most runs of a step hit a limit (loss, CPU, failed joins).
+fn mostly_limited(steps: &[Step]) -> bool {
+    !steps.is_empty() && steps.iter().filter(|s| s.limit().is_some()).count() * 2 > steps.len()
+}
+
+/// `forwarding-cpu.svg` and `forwarding-loss.svg` in `dir`: Arbor's and Janus's median CPU
+/// (cores) and loss against subscribers.
+fn write_plots(rows: &[Row], dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let series = |f: fn(&Row) -> &[Step], value: fn(&Step) -> f64, name: &str, color| Series {
+        name: name.to_owned(),
+        color,
+        points: rows
+            .iter()
+            .filter_map(|r| Row::median(f(r), value).map(|v| (r.subscribers as f64, v)))
+            .collect(),
+    };
+    fn arbor(r: &Row) -> &[Step] {
+        &r.arbor
+    }
+    fn janus(r: &Row) -> &[Step] {
+        &r.janus
+    }
+    let charts = [
+        (
+            "forwarding-cpu.svg",
+            "SFU CPU, 1 publisher → N subscribers",
+            "cores",
+            [
+                series(arbor, |s| s.sfu_cores, "Arbor", "#d1495b"),
+                series(janus, |s| s.sfu_cores, "Janus", "#00798c"),
+            ],
+        ),
+        (
+            "forwarding-loss.svg",
+            "Subscribers' loss, 1 publisher → N subscribers",
+            "loss %",
+            [
+                series(arbor, |s| s.loss_pct, "Arbor", "#d1495b"),
+                series(janus, |s| s.loss_pct, "Janus", "#00798c"),
+            ],
+        ),
+    ];
+    for (file, title, y, lines) in charts {
+        let path = dir.join(file);
+        std::fs::write(&path, plot::line_chart(title, "subscribers", y, &lines))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn arbor_sfu(running: &up::Running) -> Sfu {
@@ -160,40 +370,24 @@ fn report(side: &str, s: &Step, quiet: bool) {
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut t = String::new();
+    let mut t = String::from(
+        "forwarding: 1 publisher → N subscribers on one SFU (egress packets per CPU-second)\n",
+    );
     let _ = writeln!(
         t,
-        "{:>11} {:>14} {:>14} {:>14} {:>8} {:>8} {:>10} {:>10}",
-        "subscribers",
-        "arbor pkt/CPU-s",
-        "janus pkt/CPU-s",
-        "bare pkt/CPU-s",
-        "×janus",
-        "of bare",
-        "arbor loss",
-        "janus loss"
+        "{:>11} {:>22} {:>22} {:>22} {:>18} {:>18}",
+        "subscribers", "arbor", "janus", "bare", "×janus", "of bare"
     );
-    let pps = |s: &Option<Step>| {
-        s.as_ref()
-            .map_or("-".to_owned(), |s| format!("{:.0}", s.pps_per_cpu_s))
-    };
-    let loss = |s: &Option<Step>| {
-        s.as_ref()
-            .map_or("-".to_owned(), |s| format!("{:.2}%", s.loss_pct))
-    };
-    let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}"));
     for r in rows {
         let _ = writeln!(
             t,
-            "{:>11} {:>14} {:>14} {:>14} {:>8} {:>8} {:>10} {:>10}",
+            "{:>11} {:>22} {:>22} {:>22} {:>18} {:>18}",
             r.subscribers,
-            pps(&r.arbor),
-            pps(&r.janus),
-            pps(&r.bare),
-            ratio(r.janus_ratio),
-            ratio(r.limit_fraction),
-            loss(&r.arbor),
-            loss(&r.janus)
+            show(r.arbor_pps_per_cpu_s, 0),
+            show(r.janus_pps_per_cpu_s, 0),
+            show(r.bare_pps_per_cpu_s, 0),
+            show(r.janus_ratio, 2),
+            show(r.limit_fraction, 2),
         );
     }
     t

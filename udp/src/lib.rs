@@ -152,6 +152,11 @@ impl RecvBatch {
         self.count
     }
 
+    /// Whether the last [`RecvBatch::recv`] took nothing.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Datagram `i` (< [`RecvBatch::len`]), to read or rewrite in place.
     pub fn datagram_mut(&mut self, i: usize) -> &mut [u8] {
         let start = i * SLOT_LEN;

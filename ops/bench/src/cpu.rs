@@ -1,5 +1,6 @@
 //! CPU time from `/proc`: of a process (`/proc/<pid>/stat`), of one thread
-//! (`/proc/self/task/<tid>/stat`), and of the whole machine (`/proc/stat`).
+//! (`/proc/self/task/<tid>/stat`), and of the whole machine (`/proc/stat`); and a process's
+//! resident memory (`/proc/<pid>/status`), for memory per participant.
 //!
 //! Benchmarks divide work by CPU time rather than wall time ("forwarded packets per
 //! CPU-second"), so that the other tenants of a shared machine, the load generator and the
@@ -31,6 +32,21 @@ pub fn process(pid: u32) -> Result<Duration, CpuError> {
 /// User plus system CPU time one thread of this process has used.
 pub fn thread(tid: u32) -> Result<Duration, CpuError> {
     task_stat(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// A process's resident set size (`VmRSS`), in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64, CpuError> {
+    let path = format!("/proc/{pid}/status");
+    let text = read(&path)?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"));
+    let kib = line
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok());
+    kib.map(|k| k * 1024).ok_or_else(|| CpuError::Parse {
+        path,
+        field: "VmRSS",
+        line: line.unwrap_or_default().to_owned(),
+    })
 }
 
 /// The machine's CPU time so far, busy and in total (all cores).
@@ -141,6 +157,16 @@ mod tests {
         assert!(m1.total > m0.total);
         let busy = m1.busy_since(&m0);
         assert!(busy > 0.0 && busy <= 1.0, "{busy}");
+    }
+
+    #[test]
+    fn resident_memory_grows_with_touched_pages() {
+        let before = rss_bytes(std::process::id()).unwrap();
+        let block = vec![1u8; 64 << 20];
+        let after = rss_bytes(std::process::id()).unwrap();
+        assert!(after >= before + (48 << 20), "{before} → {after}");
+        drop(block);
+        assert!(rss_bytes(u32::MAX).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A fixed-size log-linear histogram of durations, for percentiles over many clients.
 //!
 //! Buckets split every power of two of microseconds into [`SUB_BUCKETS`] equal parts, so a
-//! bucket is at most 12.5% wider than its lower bound from 8 µs up to 2^24 µs (≈ 16.8 s;
+//! bucket is at most 1.6% wider than its lower bound from 64 µs up to 2^24 µs (≈ 16.8 s;
 //! longer durations land in the last bucket). Recording is an index computation and an
 //! increment; histograms of many slots merge by adding counts, which is how `arbor load`
 //! reports one p99 over a thousand subscribers. Percentiles are reported as the upper bound
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 /// Sub-buckets per power of two.
-pub const SUB_BUCKETS: u32 = 8;
+pub const SUB_BUCKETS: u32 = 64;
 const SUB_BITS: u32 = SUB_BUCKETS.trailing_zeros();
 /// Powers of two covered: 1 µs up to 2^24 µs.
 const OCTAVES: u32 = 24;
@@ -158,18 +158,19 @@ mod tests {
         let mut h = Histogram::default();
         h.record(Duration::from_micros(100));
         h.record(Duration::from_micros(100));
-        assert_eq!(serde_json::to_string(&h).unwrap(), "[[104,2]]");
+        assert_eq!(serde_json::to_string(&h).unwrap(), "[[101,2]]");
     }
 
     proptest! {
-        /// Every duration lands in a bucket whose upper bound is above it and within 12.5%
+        /// Every duration lands in a bucket whose upper bound is above it and within 1.6%
         /// (plus a microsecond of rounding) of it, up to the last bucket.
         #[test]
         fn buckets_bound_their_durations(us in 0u64..(1 << 24)) {
             let i = bucket_of(us);
             let upper = upper_bound_us(i);
             prop_assert!(upper > us, "{us} µs in bucket {i} bounded by {upper}");
-            prop_assert!(upper as f64 <= (us.max(1) as f64) * 1.125 + 1.0, "{us} → {upper}");
+            let widest = 1.0 + 1.0 / f64::from(SUB_BUCKETS);
+            prop_assert!(upper as f64 <= (us.max(1) as f64) * widest + 1.0, "{us} → {upper}");
             if i > 0 {
                 prop_assert!(upper_bound_us(i - 1) <= us.max(1), "{us} belongs lower");
             }

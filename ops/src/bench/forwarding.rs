@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use super::probe::{CpuProbe, WindowCpu};
 use anyhow::Context as _;
 use arbor_bench::bare::{self, MeasureOptions};
-use arbor_bench::cpu::{self, MachineCpu};
 use arbor_bench::janus::{Janus, JanusPeer, JanusRoom, RoomConfig};
 use arbor_bench::load::run::JOIN_TIMEOUT;
-use arbor_bench::load::{
-    Auth, Camera, LoadSpec, Progress, Report, Target, Window, measure, run_with,
-};
+use arbor_bench::load::{Auth, Camera, LoadSpec, Progress, Report, Target, measure, run_with};
 use arbor_loadgen::srtp::DEFAULT_PROFILE;
 use arbor_loadgen::{ClientConfig, Epoch, MediaHandle, VideoConfig};
 use serde::Serialize;
@@ -112,12 +110,14 @@ pub async fn step(
         video_slots: 1,
         audio_slots: 1,
         max_height: 360,
+        thumbnail_height: None,
+        subscribe: true,
         join_rate_per_s: 200.0,
         duration: window,
         bind_ip: sfu.client_ip,
         srtp_profile: Some(DEFAULT_PROFILE),
     };
-    let mut probe = CpuProbe::new(sfu.pid);
+    let mut probe = CpuProbe::new(vec![sfu.pid]);
     let report = run_with(
         &spec,
         std::slice::from_ref(&sfu.target),
@@ -131,7 +131,7 @@ pub async fn step(
 }
 
 fn summarize(subscribers: usize, r: &Report, cpu: &WindowCpu) -> Step {
-    let cpu_s = cpu.sfu_s;
+    let cpu_s = cpu.sfu_total_s();
     let secs = r.measured_s.max(1e-9);
     let egress_pps = r.subscriber_packets as f64 / secs;
     Step {
@@ -152,68 +152,6 @@ fn summarize(subscribers: usize, r: &Report, cpu: &WindowCpu) -> Step {
             machine_busy: cpu.machine_busy,
             failed_joins: r.failed,
         }),
-    }
-}
-
-/// CPU used over a load window.
-#[derive(Debug, Clone, Copy)]
-struct WindowCpu {
-    sfu_s: f64,
-    loadgen_s: f64,
-    machine_busy: f64,
-}
-
-/// A reading of the SFU's, this process's and the machine's CPU.
-type Reading = (Duration, Duration, MachineCpu);
-
-/// Reads the CPU when the load window starts and ends.
-struct CpuProbe {
-    pid: u32,
-    start: Option<Reading>,
-    end: Option<anyhow::Result<WindowCpu>>,
-}
-
-impl CpuProbe {
-    fn new(pid: u32) -> Self {
-        CpuProbe {
-            pid,
-            start: None,
-            end: None,
-        }
-    }
-
-    fn read(&self) -> anyhow::Result<Reading> {
-        Ok((
-            cpu::process(self.pid)?,
-            cpu::process(std::process::id())?,
-            cpu::machine()?,
-        ))
-    }
-
-    fn result(self) -> anyhow::Result<WindowCpu> {
-        self.end
-            .unwrap_or_else(|| Err(anyhow::anyhow!("the load window never ended")))
-    }
-}
-
-impl Window for CpuProbe {
-    fn started(&mut self) {
-        self.start = self.read().ok();
-    }
-
-    fn ended(&mut self) {
-        let Some((sfu0, own0, m0)) = self.start else {
-            self.end = Some(Err(anyhow::anyhow!(
-                "cannot read the CPU of pid {}",
-                self.pid
-            )));
-            return;
-        };
-        self.end = Some(self.read().map(|(sfu1, own1, m1)| WindowCpu {
-            sfu_s: sfu1.saturating_sub(sfu0).as_secs_f64(),
-            loadgen_s: own1.saturating_sub(own0).as_secs_f64(),
-            machine_busy: m1.busy_since(&m0),
-        }));
     }
 }
 
@@ -272,7 +210,7 @@ pub async fn janus_step(
         peers.push(joined.unwrap_or_else(|e| Err(e.to_string())));
     }
 
-    let mut probe = CpuProbe::new(janus.pid());
+    let mut probe = CpuProbe::new(vec![janus.pid()]);
     let media: Vec<Result<&MediaHandle, String>> = peers
         .iter()
         .map(|p| p.as_ref().map(JanusPeer::media).map_err(Clone::clone))

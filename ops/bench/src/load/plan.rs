@@ -47,6 +47,12 @@ pub struct LoadSpec {
     pub audio_slots: usize,
     /// The tallest layer subscribers ask for (180, 360 or 720 picks `q`, `h` or `f`).
     pub max_height: u32,
+    /// If set, video slots after the first ask for this height instead: a gallery of one
+    /// large tile and thumbnails.
+    pub thumbnail_height: Option<u32>,
+    /// Whether subscribers subscribe their video slots; without, they join, connect and sit
+    /// idle (the memory and join-cost benchmarks).
+    pub subscribe: bool,
     /// Subscriber joins started per second.
     pub join_rate_per_s: f64,
     /// How long to measure once everyone joined.
@@ -168,6 +174,8 @@ mod tests {
             video_slots: 2,
             audio_slots: 1,
             max_height: 360,
+            thumbnail_height: None,
+            subscribe: true,
             join_rate_per_s: 50.0,
             duration: Duration::from_secs(10),
             bind_ip: [127, 0, 0, 1].into(),

@@ -88,6 +88,8 @@ pub struct EdgeReport {
     pub first_frame: Percentiles,
     pub latency: Percentiles,
     pub loss_pct: f64,
+    /// Packets this edge's subscribers received in the window.
+    pub subscriber_packets: u64,
 }
 
 impl EdgeReport {
@@ -100,6 +102,7 @@ impl EdgeReport {
             first_frame: r.first_frame,
             latency: r.latency,
             loss_pct: r.loss_pct,
+            subscriber_packets: r.subscriber_packets,
         }
     }
 }

@@ -390,13 +390,19 @@ async fn subscriber(ctx: &Ctx, ids: &[ParticipantId], seat: &Seat) -> Result<Cli
     config.name = Some(seat.identity.clone());
     config.srtp_profile = ctx.spec.srtp_profile;
     let handle = ctx.connect(seat, config).await?;
+    if !ctx.spec.subscribe {
+        return Ok(handle);
+    }
     let slots = handle.mids().video_slots;
-    for (slot, &publisher) in slots.iter().zip(watches) {
+    for (k, (slot, &publisher)) in slots.iter().zip(watches).enumerate() {
         let track = camera_of(&handle, ids[publisher], JOIN_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?
             .id;
-        let height = ctx.spec.max_height;
+        let height = match ctx.spec.thumbnail_height {
+            Some(thumbnail) if k > 0 => thumbnail,
+            _ => ctx.spec.max_height,
+        };
         handle
             .subscribe(track, *slot, Some(height * 16 / 9), Some(height))
             .await
