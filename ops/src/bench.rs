@@ -26,7 +26,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use arbor_bench::janus::{Janus, JanusConfig};
-use arbor_bench::load::{Auth, Target};
 use arbor_bench::netns::Namespace;
 use serde::Serialize;
 
@@ -222,7 +221,7 @@ pub async fn side_by_side(
             return Err(e.into());
         }
     };
-    let sfu = arbor_sfu(&running);
+    let sfu = arbor_sfu(&running)?;
     let result = ramp(args, subscribers, window, &sfu, &janus).await;
     let _ = janus.stop().await;
     running.stop().await;
@@ -344,20 +343,22 @@ fn write_plots(rows: &[Row], dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn arbor_sfu(running: &up::Running) -> Sfu {
-    let edge = &running.cluster.edges[0];
-    Sfu {
+fn arbor_sfu(running: &up::Running) -> anyhow::Result<Sfu> {
+    let edge = running
+        .cluster
+        .edges
+        .first()
+        .context("the cluster has no edge")?;
+    let target = fleet::targets(running)
+        .into_iter()
+        .next()
+        .context("the cluster has no edge")?;
+    Ok(Sfu {
         pid: edge.pid,
-        target: Target {
-            id: edge.id.to_string(),
-            ws_url: edge.ws_url.clone(),
-        },
-        auth: Auth {
-            api_key: running.cluster.api_key.clone(),
-            api_secret: running.cluster.api_secret.clone(),
-        },
+        target,
+        auth: fleet::auth(running),
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-    }
+    })
 }
 
 fn report(side: &str, s: &Step, quiet: bool) {

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use arbor_bench::bare::{self, MeasureOptions};
 use arbor_bench::janus::{Janus, JanusPeer, JanusRoom, RoomConfig};
 use arbor_bench::load::run::JOIN_TIMEOUT;
-use arbor_bench::load::{Auth, Camera, LoadSpec, Progress, Report, Target, measure, run_with};
+use arbor_bench::load::{Auth, Progress, Report, Target, measure, run_with};
 use arbor_loadgen::srtp::DEFAULT_PROFILE;
 use arbor_loadgen::{ClientConfig, Epoch, MediaHandle, VideoConfig};
 use serde::Serialize;
@@ -100,23 +100,9 @@ pub async fn step(
     subscribers: usize,
     window: Duration,
 ) -> anyhow::Result<Step> {
-    let spec = LoadSpec {
-        meeting: meeting.parse()?,
-        publishers: 1,
-        subscribers,
-        camera: Camera::Single,
-        publisher_edges: vec![0],
-        subscriber_edges: vec![0],
-        video_slots: 1,
-        audio_slots: 1,
-        max_height: 360,
-        thumbnail_height: None,
-        subscribe: true,
-        join_rate_per_s: 200.0,
-        duration: window,
-        bind_ip: sfu.client_ip,
-        srtp_profile: Some(DEFAULT_PROFILE),
-    };
+    let mut spec = super::fleet::spec(meeting, 1, subscribers)?;
+    spec.duration = window;
+    spec.bind_ip = sfu.client_ip;
     let mut probe = CpuProbe::new(vec![sfu.pid]);
     let report = run_with(
         &spec,
