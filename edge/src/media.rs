@@ -637,9 +637,13 @@ impl<'a> Shell<'a> {
                 },
                 Output::Signal(p, msg) => {
                     if let Some(tx) = self.signals.get(&p)
-                        && tx.try_send(msg).is_err()
+                        && let Err(e) = tx.try_send(msg)
                     {
-                        // The client stopped reading: drop its socket; it may resume.
+                        // Full: the client stopped reading; drop its socket, it may resume.
+                        // Closed: the socket's task ended and its `SignalClosed` is queued.
+                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                            metrics::counter!(crate::metrics::SIGNAL_QUEUE_OVERFLOWS).increment(1);
+                        }
                         self.signals.remove(&p);
                         worker.signal_closed(Instant::now(), p);
                     }

@@ -78,6 +78,9 @@ pub const JOIN_DURATION: &str = "arbor_join_duration_seconds";
 pub const JOIN_CPU: &str = "arbor_join_cpu_seconds";
 /// Signaling messages handled, by `result` = `ok` or the error code sent back.
 pub const SIGNAL_MESSAGES: &str = "arbor_signal_messages_total";
+/// Clients whose signaling socket was dropped because they stopped reading it (their queue
+/// of server messages filled up); they may resume.
+pub const SIGNAL_QUEUE_OVERFLOWS: &str = "arbor_signal_queue_overflows_total";
 /// HTTP responses with an error status, by `class` = `4xx` | `5xx`.
 pub const HTTP_ERRORS: &str = "arbor_http_errors_total";
 /// Always 1, with the edge's `version` as a label.
@@ -229,6 +232,12 @@ pub const ALL: &[Metric] = {
             &[("reason", DropReason::ALL_STR)],
         ),
         labeled(JOINS, C, Unit::Count, "Join attempts by result.", RESULT_OK),
+        m(
+            SIGNAL_QUEUE_OVERFLOWS,
+            C,
+            Unit::Count,
+            "Signaling sockets dropped because the client stopped reading them.",
+        ),
         m(JOIN_DURATION, H, Unit::Seconds, "Time from join to joined."),
         m(
             JOIN_CPU,

@@ -214,7 +214,7 @@ pub async fn side_by_side(
     let janus_dir = dir.join("janus");
     std::fs::create_dir_all(&janus_dir)
         .with_context(|| format!("cannot create {}", janus_dir.display()))?;
-    let janus = match Janus::start(&janus_dir, JanusConfig::default()).await {
+    let mut janus = match Janus::start(&janus_dir, JanusConfig::default()).await {
         Ok(j) => j,
         Err(e) => {
             running.stop().await;
@@ -222,7 +222,7 @@ pub async fn side_by_side(
         }
     };
     let sfu = arbor_sfu(&running)?;
-    let result = ramp(args, subscribers, window, &sfu, &janus).await;
+    let result = ramp(args, subscribers, window, &sfu, &mut janus).await;
     let _ = janus.stop().await;
     running.stop().await;
     result
@@ -233,7 +233,7 @@ async fn ramp(
     subscribers: &[usize],
     window: std::time::Duration,
     sfu: &Sfu,
-    janus: &Janus,
+    janus: &mut Janus,
 ) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let (mut arbor_done, mut janus_done) = (false, false);
@@ -246,12 +246,23 @@ async fn ramp(
         for _ in 0..args.runs {
             meeting += 1;
             if !arbor_done {
-                let s = forwarding::step(sfu, &format!("fwd-{meeting}"), n, window).await?;
+                let name = format!("fwd-{meeting}");
+                let step = forwarding::step(sfu, &name, n, window);
+                let s = forwarding::bounded("Arbor", n, window, step).await?;
                 report("arbor", &s, args.json);
                 arbor.push(s);
             }
             if !janus_done {
-                let s = forwarding::janus_step(janus, 4242 + meeting, n, window).await?;
+                if let Some(status) = janus.try_exited()? {
+                    anyhow::bail!(
+                        "Janus exited ({status}) during the ramp; its log is {}",
+                        janus.log_path().display()
+                    );
+                }
+                let step = forwarding::janus_step(janus, 4242 + meeting, n, window);
+                let s = forwarding::bounded("Janus", n, window, step)
+                    .await
+                    .with_context(|| format!("Janus's log is {}", janus.log_path().display()))?;
                 report("janus", &s, args.json);
                 janus_steps.push(s);
             }

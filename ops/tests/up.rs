@@ -165,6 +165,33 @@ async fn get_json(url: &str, auth: Option<(&str, &str)>) -> Value {
     response.json().await.unwrap()
 }
 
+/// Waits until the edge's `arbor_participants` gauge reads 0; fails after 6 s (three
+/// refreshes of the gauge, a fifth of the resume grace period).
+async fn participants_drop_to_zero(http_url: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let metrics = reqwest::get(format!("{http_url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = metrics
+            .lines()
+            .find(|l| l.starts_with("arbor_participants{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if count == Some(0.0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{http_url} still has {count:?} participants after everyone left"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn addr_of(http_url: &str) -> SocketAddr {
     http_url.trim_start_matches("http://").parse().unwrap()
 }
@@ -444,7 +471,7 @@ async fn arbor_load_reports_what_a_fleet_saw() {
     let load = [
         "load",
         "--subscribers",
-        "6",
+        "16",
         "--duration",
         "3s",
         "--json",
@@ -453,11 +480,14 @@ async fn arbor_load_reports_what_a_fleet_saw() {
     ];
     let out = common::arbor(&up.dir.join("data"), &load).await;
     let (report, stderr) = common::json_of(&out, "arbor load");
-    assert!(stderr.contains("measuring: 7 joined, 0 failed"), "{stderr}");
-    assert_eq!(report["joined"], 7, "{report:#}");
+    assert!(
+        stderr.contains("measuring: 17 joined, 0 failed"),
+        "{stderr}"
+    );
+    assert_eq!(report["joined"], 17, "{report:#}");
     assert_eq!(report["failed"], 0, "{report:#}");
-    assert_eq!(report["video_slots"], 6, "{report:#}");
-    assert_eq!(report["video_slots_rendering"], 6, "{report:#}");
+    assert_eq!(report["video_slots"], 16, "{report:#}");
+    assert_eq!(report["video_slots_rendering"], 16, "{report:#}");
     assert!(
         report["fps_per_slot"].as_f64().unwrap() > 20.0,
         "{report:#}"
@@ -471,6 +501,11 @@ async fn arbor_load_reports_what_a_fleet_saw() {
         report["first_frame"]["p50_ms"].as_f64().unwrap() > 0.0,
         "{report:#}"
     );
+    // Everyone left on the way out: no participant waits out the resume grace period (30 s)
+    // with its session still served.
+    for edge in &cluster.edges {
+        participants_drop_to_zero(&edge.http_url).await;
+    }
 
     // Bad input names the problem.
     let out = common::arbor(

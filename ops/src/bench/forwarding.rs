@@ -141,6 +141,32 @@ fn summarize(subscribers: usize, r: &Report, cpu: &WindowCpu) -> Step {
     }
 }
 
+/// Runs one step of `sfu` with `subscribers`, failing with a message naming the step if it
+/// has not finished within [`step_limit`]: a step never hangs the ramp, whatever the SFU or
+/// its process does.
+pub async fn bounded(
+    sfu: &str,
+    subscribers: usize,
+    window: Duration,
+    step: impl Future<Output = anyhow::Result<Step>>,
+) -> anyhow::Result<Step> {
+    let limit = step_limit(subscribers, window);
+    tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "the {sfu} step with {subscribers} subscribers did not finish within {} s",
+            limit.as_secs()
+        ))
+    })
+}
+
+/// The longest a step may take: its window, the joins (each bounded by [`JOIN_TIMEOUT`], at
+/// most [`MAX_JANUS_JOINS_IN_FLIGHT`] at a time, which a healthy SFU finishes in a fraction
+/// of that), the leaving, and room for a loaded machine.
+pub fn step_limit(subscribers: usize, window: Duration) -> Duration {
+    let waves = subscribers.div_ceil(MAX_JANUS_JOINS_IN_FLIGHT).max(1) as u32;
+    window + JOIN_TIMEOUT * (2 + waves)
+}
+
 /// Subscriber joins to Janus in flight at once (each is a few HTTP round trips and ICE).
 pub const MAX_JANUS_JOINS_IN_FLIGHT: usize = 32;
 

@@ -22,6 +22,8 @@ use crate::throttle::Throttle;
 const MAX_READS_PER_WAKE: usize = 64;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 2048;
+/// How long `close` waits for the edge to close the signaling socket after `leave`.
+const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) enum Cmd {
     Send(
@@ -269,11 +271,24 @@ impl Task {
         self.shared.push(msg, consumed);
     }
 
+    /// Sends `leave` and waits (up to [`LEAVE_TIMEOUT`]) for the edge to close the socket,
+    /// reading whatever it still sends. Dropping the socket right after `leave` lets the
+    /// edge's next write hit a reset connection before it has read the `leave`, and the
+    /// participant would linger for the resume grace period, its session still served.
     async fn close_ws(&mut self) {
         if self.send(&ClientMsg::Leave {}).await.is_ok()
             && let Some(ws) = &mut self.ws
         {
-            let _ = ws.close(None).await;
+            let closed = async {
+                while let Some(Ok(msg)) = ws.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(LEAVE_TIMEOUT, closed).await.is_err() {
+                let _ = ws.close(None).await;
+            }
         }
         self.ws = None;
     }
