@@ -46,6 +46,45 @@ async fn send(ws: &mut WebSocket, msg: &ServerMsg) -> bool {
     }
 }
 
+/// Most queued messages written before one flush.
+const MAX_WRITE_BATCH: usize = 64;
+
+enum Sent {
+    Ok,
+    /// A fatal error went out: the worker has removed the participant.
+    Fatal,
+    Failed,
+}
+
+/// Writes `first` and whatever else is already queued (up to [`MAX_WRITE_BATCH`]) with one
+/// flush: a join storm queues a roster event per joiner for every participant, and a write
+/// (a syscall) per event was most of a join's cost.
+async fn send_queued(
+    ws: &mut WebSocket,
+    first: ServerMsg,
+    queued: &mut tokio::sync::mpsc::Receiver<ServerMsg>,
+) -> Sent {
+    use futures_util::SinkExt as _;
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(msg) = next.take() {
+        let Ok(text) = serde_json::to_string(&msg) else {
+            return Sent::Failed;
+        };
+        if ws.feed(Message::Text(text.into())).await.is_err() {
+            return Sent::Failed;
+        }
+        written += 1;
+        if matches!(msg, ServerMsg::Error { fatal: true, .. }) {
+            return if ws.flush().await.is_ok() { Sent::Fatal } else { Sent::Failed };
+        }
+        if written < MAX_WRITE_BATCH {
+            next = queued.try_recv().ok();
+        }
+    }
+    if ws.flush().await.is_ok() { Sent::Ok } else { Sent::Failed }
+}
+
 async fn close(mut ws: WebSocket, code: u16, reason: &str) {
     close_ref(&mut ws, code, reason).await;
 }
@@ -303,12 +342,10 @@ async fn relay(
             }
             out = messages.recv() => {
                 let Some(msg) = out else { return End::Removed };
-                let fatal = matches!(msg, ServerMsg::Error { fatal: true, .. });
-                if !send(ws, &msg).await {
-                    return End::Gone;
-                }
-                if fatal {
-                    return End::Removed;
+                match send_queued(ws, msg, messages).await {
+                    Sent::Ok => {}
+                    Sent::Fatal => return End::Removed,
+                    Sent::Failed => return End::Gone,
                 }
             }
             inc = ws.recv() => {
