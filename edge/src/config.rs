@@ -66,6 +66,8 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// udp_port = 7882               # worker i listens on udp_port + i
 /// tcp_port = 7982               # ICE-TCP, worker i on tcp_port + i; 0 disables ICE-TCP
 /// workers = 0                   # media threads; 0 = one per core
+/// send_side_bwe = true          # estimate each subscriber's downlink from TWCC feedback
+///                               # (and pace to it); false forwards as received
 ///
 /// [backbone]                   # the cascade: QUIC links to the origin and other edges
 /// enabled = false               # off: a standalone edge
@@ -154,6 +156,15 @@ pub struct Media {
     pub tcp_port: u16,
     /// Media worker threads; 0 means one per core. See [`Media::worker_count`].
     pub workers: usize,
+    /// Whether sessions run str0m's TWCC send-side bandwidth estimator. It is what steps a
+    /// subscriber's simulcast layers down when its downlink narrows, and it comes with
+    /// str0m's pacer: each subscriber's packets leave at 1.1× its estimate, one full
+    /// session timeout per packet (most of the edge's CPU per forwarded packet, and up to
+    /// hundreds of milliseconds added to keyframe bursts; BENCHMARKS.md). Off, packets are
+    /// forwarded as they arrive, as Janus and mediasoup do, and layers follow the sizes
+    /// subscribers ask for and any REMB they send: for audiences on good networks and
+    /// single-layer ingest (WHIP), where there is no layer to choose.
+    pub send_side_bwe: bool,
 }
 
 /// `[backbone]`: the QUIC links to the origin and the other edges (the cascade). Off, the
@@ -334,6 +345,7 @@ impl Default for Media {
             udp_port: 7882,
             tcp_port: 7982,
             workers: 0,
+            send_side_bwe: true,
         }
     }
 }
@@ -879,6 +891,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("media", "udp_port"),
     ("media", "tcp_port"),
     ("media", "workers"),
+    ("media", "send_side_bwe"),
     ("backbone", "enabled"),
     ("backbone", "listen"),
     ("backbone", "public_addr"),
@@ -930,6 +943,7 @@ fn apply_env(cfg: &mut Config, var: &str, value: &str) -> Result<(), String> {
         ("media", "udp_port") => c.media.udp_port = typed(value)?,
         ("media", "tcp_port") => c.media.tcp_port = typed(value)?,
         ("media", "workers") => c.media.workers = typed(value)?,
+        ("media", "send_side_bwe") => c.media.send_side_bwe = boolean(value)?,
         ("backbone", "enabled") => c.backbone.enabled = boolean(value)?,
         ("backbone", "listen") => c.backbone.listen = typed(value)?,
         ("backbone", "public_addr") => c.backbone.public_addr = Some(typed(value)?),
@@ -1068,6 +1082,7 @@ mod tests {
         assert_eq!(cfg.media.public_ip(), DEFAULT_IP);
         assert_eq!((cfg.media.udp_port, cfg.media.tcp_port), (7882, 7982));
         assert_eq!(cfg.media.workers, 0);
+        assert!(cfg.media.send_side_bwe);
         assert!(cfg.media.worker_count() >= 1);
         assert!(cfg.auth.dev_tokens);
         assert_eq!(cfg.limits, Limits::default());
@@ -1185,6 +1200,7 @@ mod tests {
                 ("ARBOR_MEDIA_UDP_PORT", "9000"),
                 ("ARBOR_MEDIA_TCP_PORT", "0"),
                 ("ARBOR_MEDIA_WORKERS", "4"),
+                ("ARBOR_MEDIA_SEND_SIDE_BWE", "false"),
                 ("ARBOR_AUTH_DEV_TOKENS", "false"),
                 (
                     "ARBOR_AUTH_KEYS",
@@ -1222,6 +1238,7 @@ mod tests {
         );
         assert_eq!((cfg.media.udp_port, cfg.media.tcp_port), (9000, 0));
         assert_eq!(cfg.media.worker_count(), 4);
+        assert!(!cfg.media.send_side_bwe);
         assert!(!cfg.auth.dev_tokens);
         assert_eq!(cfg.auth.keys.len(), 2);
         assert_eq!(cfg.auth.keys["k2"].expose(), "a=b");

@@ -59,6 +59,7 @@ impl Edge {
             udp_port: config.media.udp_port,
             tcp_port: config.media.tcp_port,
             workers,
+            send_side_bwe: config.media.send_side_bwe,
             limits,
             edge: config.edge.id.clone(),
             to_origin: config.backbone.enabled.then_some(to_origin),

@@ -222,6 +222,8 @@ pub struct MediaConfig {
     /// 0 disables ICE-TCP.
     pub tcp_port: u16,
     pub workers: usize,
+    /// See [`crate::config::Media::send_side_bwe`].
+    pub send_side_bwe: bool,
     pub limits: edge_core::Limits,
     /// This edge's id (hop chains, meeting events).
     pub edge: EdgeId,
@@ -266,8 +268,9 @@ impl Media {
                 Some(l) => Some(SocketAddr::new(cfg.public_ip, l.local_addr()?.port())),
                 None => None,
             };
-            let session = edge_core::SessionConfig::new(public_udp, public_tcp)
+            let mut session = edge_core::SessionConfig::new(public_udp, public_tcp)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            session.send_side_bwe = cfg.send_side_bwe;
             let wcfg = WorkerConfig {
                 session,
                 limits: cfg.limits.clone(),

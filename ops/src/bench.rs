@@ -85,7 +85,7 @@ async fn scenarios(args: &BenchArgs, dir: &Path, bins: &Bins) -> anyhow::Result<
         out.insert("forwarding".into(), serde_json::to_value(&rows)?);
     }
     if wants(Scenario::Meeting) {
-        let running = one_edge(dir, "meeting", args.participants * 2, bins).await?;
+        let running = one_edge(args, dir, "meeting", args.participants * 2, bins).await?;
         let m = meeting::meeting(&running, args.participants, args.window, args.runs).await;
         running.stop().await;
         let m = m?;
@@ -93,13 +93,13 @@ async fn scenarios(args: &BenchArgs, dir: &Path, bins: &Bins) -> anyhow::Result<
         out.insert("meeting".into(), serde_json::to_value(&m)?);
     }
     if wants(Scenario::Broadcast) || wants(Scenario::Hop) {
-        let running = three_edges(dir, args.viewers, bins).await?;
+        let running = three_edges(args, dir, args.viewers, bins).await?;
         let result = cascade_scenarios(args, &running, &wants, &show, &mut out).await;
         running.stop().await;
         result?;
     }
     if wants(Scenario::JoinStorm) || wants(Scenario::Memory) {
-        let running = one_edge(dir, "joins", args.joins + 1, bins).await?;
+        let running = one_edge(args, dir, "joins", args.joins + 1, bins).await?;
         let idle_only = !wants(Scenario::JoinStorm);
         let j = joins::storm(&running, args.joins, args.window, args.runs, idle_only).await;
         running.stop().await;
@@ -130,16 +130,21 @@ async fn cascade_scenarios(
     Ok(())
 }
 
-/// Edge settings that let one meeting hold `participants`.
-fn room_for(participants: usize) -> [(String, String); 1] {
-    [(
+/// Edge settings for the bench's clusters: room for `participants` in one meeting, then the
+/// user's `--edge-set`s (which may override it).
+fn edge_settings(participants: usize, args: &BenchArgs) -> Vec<(String, String)> {
+    let room = (
         "ARBOR_LIMITS_MAX_PARTICIPANTS".to_owned(),
         (participants + 1).max(100).to_string(),
-    )]
+    );
+    std::iter::once(room)
+        .chain(args.edge_set.iter().map(crate::cli::EdgeSetting::env))
+        .collect()
 }
 
 /// A one-edge cluster in `dir/<name>`, on its own loopback network.
 async fn one_edge(
+    args: &BenchArgs,
     dir: &Path,
     name: &str,
     participants: usize,
@@ -149,13 +154,14 @@ async fn one_edge(
         Plan::new(1, IpBase(1), false),
         &dir.join(name),
         bins,
-        &room_for(participants),
+        &edge_settings(participants, args),
     )
     .await
 }
 
 /// A three-edge cascaded cluster (unimpaired links) in `dir/cascade`.
 pub async fn three_edges(
+    args: &BenchArgs,
     dir: &Path,
     participants: usize,
     bins: &Bins,
@@ -164,7 +170,7 @@ pub async fn three_edges(
         Plan::new(3, IpBase(2), false),
         &dir.join("cascade"),
         bins,
-        &room_for(participants),
+        &edge_settings(participants, args),
     )
     .await
 }
@@ -208,7 +214,7 @@ pub async fn side_by_side(
         Plan::new(1, IpBase(0), false),
         &dir.join("arbor"),
         bins,
-        &room_for(largest),
+        &edge_settings(largest, args),
     )
     .await?;
     let janus_dir = dir.join("janus");

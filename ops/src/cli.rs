@@ -118,6 +118,10 @@ pub struct BenchArgs {
     /// The `arbor-edge` binary [default: beside `arbor`, else on PATH].
     #[arg(long)]
     pub edge_bin: Option<PathBuf>,
+    /// An edge setting for every cluster the bench starts, as `section.key=value` (the
+    /// edge's config file keys; repeatable): `--edge-set media.send_side_bwe=false`.
+    #[arg(long = "edge-set", value_name = "SECTION.KEY=VALUE", value_parser = parse_edge_setting)]
+    pub edge_set: Vec<EdgeSetting>,
     /// The `arbor-origin` binary [default: beside `arbor`, else on PATH].
     #[arg(long)]
     pub origin_bin: Option<PathBuf>,
@@ -376,6 +380,43 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// One `--edge-set section.key=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeSetting {
+    pub section: String,
+    pub key: String,
+    pub value: String,
+}
+
+impl EdgeSetting {
+    /// The edge's environment variable for it (`ARBOR_SECTION_KEY`), which the edge reads
+    /// over its config file.
+    pub fn env(&self) -> (String, String) {
+        let name = format!("ARBOR_{}_{}", self.section, self.key).to_uppercase();
+        (name, self.value.clone())
+    }
+}
+
+fn parse_edge_setting(s: &str) -> Result<EdgeSetting, String> {
+    let (path, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not section.key=value"))?;
+    let (section, key) = path
+        .split_once('.')
+        .ok_or_else(|| format!("{path:?} names no section: write section.key, as media.workers"))?;
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+    if !word(section) || !word(key) {
+        return Err(format!(
+            "{path:?} is not a config key (lowercase section.key)"
+        ));
+    }
+    Ok(EdgeSetting {
+        section: section.to_owned(),
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +439,30 @@ mod tests {
             "400d",
         ] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn edge_settings() {
+        let s = parse_edge_setting("media.send_side_bwe=false").unwrap();
+        assert_eq!(
+            s.env(),
+            ("ARBOR_MEDIA_SEND_SIDE_BWE".to_owned(), "false".to_owned())
+        );
+        assert_eq!(
+            parse_edge_setting("limits.max_participants=")
+                .unwrap()
+                .value,
+            ""
+        );
+        for (bad, says) in [
+            ("media.workers", "is not section.key=value"),
+            ("workers=2", "names no section"),
+            ("Media.workers=2", "is not a config key"),
+            ("media.=2", "is not a config key"),
+        ] {
+            let e = parse_edge_setting(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 

@@ -80,7 +80,12 @@ async fn arbor_janus_and_the_bare_forwarder_side_by_side() {
 #[tokio::test]
 async fn a_broadcast_and_a_hop_over_three_cascaded_edges() {
     let dir = scratch("cascade");
-    for (scenario, key) in [("broadcast", "broadcast"), ("hop", "hop")] {
+    // The broadcast's edges forward without the send-side estimator and its pacer
+    // (`--edge-set`), the hop's with them (the default).
+    for (scenario, key, setting) in [
+        ("broadcast", "broadcast", "media.send_side_bwe=false"),
+        ("hop", "hop", "media.send_side_bwe=true"),
+    ] {
         let bench = [
             "bench",
             scenario,
@@ -88,6 +93,8 @@ async fn a_broadcast_and_a_hop_over_three_cascaded_edges() {
             "6",
             "--window",
             "2s",
+            "--edge-set",
+            setting,
             "--json",
         ];
         let (report, _) = common::json_of(&common::arbor(&dir, &bench).await, "arbor bench");
@@ -97,6 +104,7 @@ async fn a_broadcast_and_a_hop_over_three_cascaded_edges() {
             let run = &r["runs"][0]["report"];
             assert_eq!(run["joined"], 7, "{report:#}");
             assert_eq!(run["by_edge"].as_array().unwrap().len(), 3, "{report:#}");
+            assert_eq!(run["video_slots_rendering"], 6, "{report:#}");
             assert!(
                 r["loss_pct"]["median"].as_f64().unwrap() < 1.0,
                 "{report:#}"

@@ -44,6 +44,9 @@ pub struct SessionConfig {
     pub tcp: Option<SocketAddr>,
     /// Starting point of the downlink estimate.
     pub initial_bwe: Bitrate,
+    /// Whether sessions estimate their downlink with str0m's TWCC send-side BWE (which
+    /// paces what they send to the estimate); without it packets leave as they are routed.
+    pub send_side_bwe: bool,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -69,6 +72,7 @@ impl SessionConfig {
             udp,
             tcp,
             initial_bwe: Bitrate::kbps(1_000),
+            send_side_bwe: true,
         })
     }
 }
@@ -147,7 +151,7 @@ impl Session {
             .set_local_ice_credentials(creds)
             .set_rtp_mode(true)
             .set_ice_lite(true)
-            .enable_bwe(Some(cfg.initial_bwe))
+            .enable_bwe(cfg.send_side_bwe.then_some(cfg.initial_bwe))
             .clear_codecs()
             .enable_opus(true, false)
             .set_stats_interval(Some(Duration::from_secs(2)));

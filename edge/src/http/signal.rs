@@ -76,13 +76,21 @@ async fn send_queued(
         }
         written += 1;
         if matches!(msg, ServerMsg::Error { fatal: true, .. }) {
-            return if ws.flush().await.is_ok() { Sent::Fatal } else { Sent::Failed };
+            return if ws.flush().await.is_ok() {
+                Sent::Fatal
+            } else {
+                Sent::Failed
+            };
         }
         if written < MAX_WRITE_BATCH {
             next = queued.try_recv().ok();
         }
     }
-    if ws.flush().await.is_ok() { Sent::Ok } else { Sent::Failed }
+    if ws.flush().await.is_ok() {
+        Sent::Ok
+    } else {
+        Sent::Failed
+    }
 }
 
 async fn close(mut ws: WebSocket, code: u16, reason: &str) {

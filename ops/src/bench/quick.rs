@@ -46,7 +46,7 @@ pub struct Quick {
 
 pub async fn run(args: &BenchArgs, dir: &Path, bins: &Bins) -> anyhow::Result<Quick> {
     let forwarding = side_by_side(args, &SUBSCRIBERS, WINDOW, dir, bins).await?;
-    let running = three_edges(dir, VIEWERS, bins).await?;
+    let running = three_edges(args, dir, VIEWERS, bins).await?;
     let measured = async {
         let broadcast = cascade::broadcast(&running, VIEWERS, WINDOW, args.runs).await?;
         let joins = joins::storm(&running, JOINS, WINDOW, args.runs, true).await?;
