@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use arbor_udp::SendBatch;
+use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use edge_core::signal::{ClientMsg, ServerMsg};
 use edge_core::worker::IceRestart;
@@ -124,7 +125,26 @@ pub enum Command {
 #[derive(Debug)]
 pub struct Joined {
     pub participant: ParticipantId,
-    pub messages: mpsc::Receiver<ServerMsg>,
+    pub messages: mpsc::Receiver<Outgoing>,
+}
+
+/// A server message as its socket sends it: JSON text, which the recipients of one broadcast
+/// (a `participant_joined` goes to everyone in the meeting) share, serialized once.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub text: Utf8Bytes,
+    /// A fatal error: the worker has removed the participant; the socket closes after it.
+    pub fatal: bool,
+}
+
+impl Outgoing {
+    pub fn of(msg: &ServerMsg) -> Outgoing {
+        Outgoing {
+            // Serializing our own message types cannot fail.
+            text: serde_json::to_string(msg).unwrap_or_default().into(),
+            fatal: matches!(msg, ServerMsg::Error { fatal: true, .. }),
+        }
+    }
 }
 
 /// The HTTP side's handle on the media workers.
@@ -528,7 +548,9 @@ struct Shell<'a> {
     /// Datagrams the kernel refused (a full send buffer) or too large to queue.
     send_refused: u64,
     shared: &'a Shared,
-    signals: HashMap<ParticipantId, mpsc::Sender<ServerMsg>>,
+    signals: HashMap<ParticipantId, mpsc::Sender<Outgoing>>,
+    /// The last message serialized, for the next recipients of the same broadcast.
+    last_signal: Option<(Arc<ServerMsg>, Outgoing)>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     /// Live relay links to peer edges.
     links: HashMap<EdgeId, LinkHandle>,
@@ -542,6 +564,7 @@ impl<'a> Shell<'a> {
             send_refused: 0,
             shared,
             signals: HashMap::new(),
+            last_signal: None,
             tcp_writers: HashMap::new(),
             links: HashMap::new(),
         }
@@ -639,8 +662,16 @@ impl<'a> Shell<'a> {
                     }
                 },
                 Output::Signal(p, msg) => {
+                    let out = match &self.last_signal {
+                        Some((m, out)) if Arc::ptr_eq(m, &msg) => out.clone(),
+                        _ => {
+                            let out = Outgoing::of(&msg);
+                            self.last_signal = Some((msg, out.clone()));
+                            out
+                        }
+                    };
                     if let Some(tx) = self.signals.get(&p)
-                        && let Err(e) = tx.try_send(msg)
+                        && let Err(e) = tx.try_send(out)
                     {
                         // Full: the client stopped reading; drop its socket, it may resume.
                         // Closed: the socket's task ended and its `SignalClosed` is queued.
@@ -785,7 +816,7 @@ mod tests {
             );
             shell.drain(&mut worker);
             while let Ok(m) = reader.messages.try_recv() {
-                seen += usize::from(matches!(m, ServerMsg::ParticipantLeft { .. }));
+                seen += usize::from(m.text.contains(r#""type":"participant_left""#));
             }
         }
         assert_eq!(seen, SIGNAL_QUEUE * 2, "the reader got every event");

@@ -2,6 +2,7 @@
 //! request, the memory growth during the joins) of every edge process.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use arbor_bench::load::{Auth, Camera, LoadSpec, Report, Target, run_with};
 use arbor_loadgen::srtp::DEFAULT_PROFILE;
@@ -50,14 +51,15 @@ pub fn spec(meeting: &str, publishers: usize, subscribers: usize) -> anyhow::Res
         thumbnail_height: None,
         subscribe: true,
         join_rate_per_s: JOIN_RATE_PER_S,
-        duration: std::time::Duration::from_secs(10),
+        duration: Duration::from_secs(10),
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         srtp_profile: Some(DEFAULT_PROFILE),
     })
 }
 
 /// Runs `spec` on `running`'s edges and reads their CPU over the window; with `mark`, also
-/// from before the first join to the window (the joins' CPU and memory).
+/// from before the first join to the window (the joins' CPU and memory). Returns once the
+/// edges have let everyone go, so that the next run starts on idle edges.
 pub async fn run(
     running: &Running,
     spec: &LoadSpec,
@@ -69,5 +71,55 @@ pub async fn run(
         probe.mark();
     }
     let report = run_with(spec, &targets(running), &auth(running), |_| {}, &mut probe).await?;
-    Ok((report, probe.result()?))
+    let cpu = probe.result()?;
+    settle(running).await;
+    Ok((report, cpu))
+}
+
+/// How long [`settle`] waits: past the edges' resume grace period (30 s), after which a
+/// participant whose client vanished without `leave` is gone.
+const SETTLE_LIMIT: Duration = Duration::from_secs(40);
+
+/// Waits until every edge reports no participants (its `arbor_participants` gauge), at most
+/// [`SETTLE_LIMIT`]. Clients that failed to join, or whose `leave` was lost, stay on an edge
+/// for the resume grace period with their sessions served; a run started meanwhile would
+/// pay for them.
+pub async fn settle(running: &Running) {
+    let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+    let http = reqwest::Client::new();
+    for edge in &running.cluster.edges {
+        let url = format!("{}/metrics", edge.http_url);
+        while tokio::time::Instant::now() < deadline {
+            let text = match http.get(&url).timeout(Duration::from_secs(2)).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if participants(&text) == Some(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The `arbor_participants` gauge in a Prometheus text exposition.
+fn participants(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("arbor_participants{") || l.starts_with("arbor_participants "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_participants_gauge() {
+        let text = "# HELP arbor_participants Participants.\n\
+                    arbor_participants_total 3\n\
+                    arbor_participants{edge=\"eu-1\"} 12\n";
+        assert_eq!(super::participants(text), Some(12));
+        assert_eq!(super::participants("arbor_meetings 0\n"), None);
+    }
 }

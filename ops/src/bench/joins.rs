@@ -5,15 +5,16 @@
 //!   flows to it). The edge's CPU from the
 //!   first join to the last, divided by the joins, is the server CPU per join; its resident
 //!   memory growth over the same span, divided likewise, is the memory per idle participant.
-//! - first frames (join storm only): the same number join and each watches the one publisher;
-//!   time to first frame p50/p99 and connect time.
+//! - first frames (join storm only): the same number join and each watches the one publisher
+//!   (its 180p simulcast layer, video only, as a broadcast's viewers do); time to first frame
+//!   p50/p99 and connect time.
 
 use std::time::Duration;
 
-use arbor_bench::load::Report;
+use arbor_bench::load::{Camera, Report};
 use serde::Serialize;
 
-use super::cascade::pair;
+use super::cascade::{BROADCAST_VIEWER_HEIGHT, pair};
 use super::fleet;
 use super::spread::{Spread, show};
 use crate::up::Running;
@@ -77,6 +78,11 @@ pub async fn storm(
         });
         if !idle_only {
             let mut spec = fleet::spec(&format!("storm-{joins}-{run}"), 1, joins)?;
+            // The broadcast's light viewers: 500 full-rate subscribers would be ~70k packets/s,
+            // more than two cores forward and decrypt, and the joins would measure that.
+            spec.camera = Camera::Simulcast;
+            spec.max_height = BROADCAST_VIEWER_HEIGHT;
+            spec.audio_slots = 0;
             spec.join_rate_per_s = STORM_JOIN_RATE_PER_S;
             spec.duration = window;
             watching.push(fleet::run(running, &spec, false).await?.0);

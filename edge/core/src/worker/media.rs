@@ -17,13 +17,6 @@ use crate::router::{Track, Verdict, h264, vp8};
 use crate::signal::{Kind, LeaveReason, Quality, ServerMsg, Source, Speaker};
 use crate::speaker;
 
-/// How far above the video it sends a subscriber's estimator probes. str0m paces at 1.1×
-/// its estimate: an estimate that only matches the stream's average rate queues every
-/// keyframe behind the pacer for hundreds of milliseconds (measured: p99 latency 0.5–1.3 s
-/// on loopback). Probing for twice the rate lets a burst leave at twice the average where
-/// the path allows it, as browsers pace theirs.
-const BURST_HEADROOM: u64 = 2;
-
 /// One packet entering the router: from a local publisher's session, or from a tree
 /// neighbour over the backbone. Sequence numbers are extended (64-bit) in the publisher's
 /// own number space, whichever way the packet came.
@@ -418,7 +411,7 @@ impl Worker {
             && let Some(s) = p.session.as_mut()
         {
             let min = str0m::bwe::Bitrate::bps(chosen);
-            let want = str0m::bwe::Bitrate::bps(desired.max(chosen) * BURST_HEADROOM);
+            let want = str0m::bwe::Bitrate::bps(desired.max(chosen));
             let _ = s.with_rtc(|rtc| rtc.bwe().set_bitrate(min, want));
         }
         self.drain(id);

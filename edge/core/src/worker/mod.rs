@@ -34,6 +34,7 @@ mod whip;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -124,7 +125,7 @@ pub enum Output {
     /// Send a datagram (or an RFC 4571 frame, for ICE-TCP).
     Transmit(Transmit),
     /// Send a message on a participant's signaling socket (dropped if it has none).
-    Signal(ParticipantId, ServerMsg),
+    Signal(ParticipantId, Arc<ServerMsg>),
     /// The participant is gone: close its socket, forget its WHIP/WHEP resource.
     Closed(ParticipantId),
     /// Send a control message to a tree neighbour (on its relay link's control stream).
@@ -151,7 +152,9 @@ pub struct Worker {
     by_addr: HashMap<(Protocol, SocketAddr), ParticipantId>,
     timers: BTreeSet<(Instant, ParticipantId)>,
     transmits: VecDeque<Transmit>,
-    signals: VecDeque<(ParticipantId, ServerMsg)>,
+    /// Messages for participants' sockets; a broadcast's recipients share one allocation
+    /// (the shell serializes it once).
+    signals: VecDeque<(ParticipantId, Arc<ServerMsg>)>,
     closed: VecDeque<ParticipantId>,
     /// What goes to tree neighbours and the origin.
     relay: relay::RelayQueue,
@@ -330,6 +333,10 @@ impl Worker {
     }
 
     fn send(&mut self, to: ParticipantId, msg: ServerMsg) {
+        self.send_shared(to, Arc::new(msg));
+    }
+
+    fn send_shared(&mut self, to: ParticipantId, msg: Arc<ServerMsg>) {
         if self.signals.len() >= MAX_PENDING_SIGNALS {
             self.stats.signals_dropped += 1;
             return;
@@ -353,8 +360,9 @@ impl Worker {
                     .is_some_and(|p| p.role == crate::meeting::Role::Meeting)
             })
             .collect();
+        let msg = Arc::new(msg.clone());
         for p in to {
-            self.send(p, msg.clone());
+            self.send_shared(p, Arc::clone(&msg));
         }
     }
 

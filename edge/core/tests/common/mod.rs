@@ -534,7 +534,7 @@ impl Mesh {
                 }
                 Output::Signal(id, msg) => {
                     if let Some(p) = self.peers.iter_mut().find(|p| p.id == id) {
-                        p.inbox.push(msg);
+                        p.inbox.push(std::sync::Arc::unwrap_or_clone(msg));
                     }
                 }
                 Output::Closed(_) => {}

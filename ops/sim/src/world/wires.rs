@@ -31,6 +31,7 @@ impl World {
                 EdgeOutput::Signal(pid, msg) => {
                     if let Some(&client) = self.by_pid.get(&pid) {
                         let at = self.now + self.scenario.access.delay;
+                        let msg = std::sync::Arc::unwrap_or_clone(msg);
                         self.queue.push(at, Event::ToClient { client, msg });
                     }
                 }
