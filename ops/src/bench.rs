@@ -185,6 +185,12 @@ pub struct Row {
     pub bare_pps_per_cpu_s: Option<Spread>,
     /// Arbor's egress packets per CPU-second over Janus's, run by run.
     pub janus_ratio: Option<Spread>,
+    /// Arbor's figure over Janus's, run by run, for the other metrics: the SFU's CPU in
+    /// cores at the same load, and the subscribers' one-way latency p50 and p99 (below 1,
+    /// Arbor's is lower).
+    pub janus_cpu_ratio: Option<Spread>,
+    pub janus_latency_p50_ratio: Option<Spread>,
+    pub janus_latency_p99_ratio: Option<Spread>,
     /// Arbor's egress packets per CPU-second over the bare forwarder's, run by run.
     pub limit_fraction: Option<Spread>,
     pub arbor: Vec<Step>,
@@ -286,13 +292,14 @@ async fn ramp(
         arbor_done |= mostly_limited(&arbor);
         janus_done |= mostly_limited(&janus_steps);
         let pps = |steps: &[Step]| Spread::of(steps.iter().map(|s| s.pps_per_cpu_s));
-        let ratio = |a: &[Step], b: &[Step]| {
-            Spread::of(
-                a.iter()
-                    .zip(b)
-                    .filter(|(_, b)| b.pps_per_cpu_s > 0.0)
-                    .map(|(a, b)| a.pps_per_cpu_s / b.pps_per_cpu_s),
-            )
+        let ratio = |a: &[Step], b: &[Step]| ratio_of(a, b, |s| Some(s.pps_per_cpu_s));
+        let latency = |s: &Step, p99: bool| {
+            let c = s.clients.as_ref()?;
+            Some(if p99 {
+                c.latency_p99_ms
+            } else {
+                c.latency_p50_ms
+            })
         };
         rows.push(Row {
             subscribers: n,
@@ -300,6 +307,9 @@ async fn ramp(
             janus_pps_per_cpu_s: pps(&janus_steps),
             bare_pps_per_cpu_s: pps(&bare),
             janus_ratio: ratio(&arbor, &janus_steps),
+            janus_cpu_ratio: ratio_of(&arbor, &janus_steps, |s| Some(s.sfu_cores)),
+            janus_latency_p50_ratio: ratio_of(&arbor, &janus_steps, |s| latency(s, false)),
+            janus_latency_p99_ratio: ratio_of(&arbor, &janus_steps, |s| latency(s, true)),
             limit_fraction: ratio(&arbor, &bare),
             arbor,
             janus: janus_steps,
@@ -307,6 +317,15 @@ async fn ramp(
         });
     }
     Ok(rows)
+}
+
+/// `f` of `a`'s runs over `f` of `b`'s, run by run (the runs that alternated), where both
+/// have the figure and `b`'s is not zero.
+fn ratio_of(a: &[Step], b: &[Step], f: impl Fn(&Step) -> Option<f64>) -> Option<Spread> {
+    Spread::of(a.iter().zip(b).filter_map(|(a, b)| {
+        let (x, y) = (f(a)?, f(b)?);
+        (y > 0.0).then(|| x / y)
+    }))
 }
 
 /// Whether most runs of a step hit a limit (loss, CPU, failed joins).
@@ -406,6 +425,35 @@ fn table(rows: &[Row]) -> String {
             show(r.bare_pps_per_cpu_s, 0),
             show(r.janus_ratio, 2),
             show(r.limit_fraction, 2),
+        );
+    }
+    let _ = writeln!(
+        t,
+        "Arbor ÷ Janus per metric, run by run (CPU and latency: below 1, Arbor's is lower)"
+    );
+    let _ = writeln!(
+        t,
+        "{:>11} {:>18} {:>18} {:>18} {:>18} {:>18} {:>18}",
+        "subscribers",
+        "pkt/CPU-s",
+        "CPU",
+        "latency p50",
+        "latency p99",
+        "loss % arbor",
+        "loss % janus"
+    );
+    let loss = |steps: &[Step]| Spread::of(steps.iter().map(|s| s.loss_pct));
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "{:>11} {:>18} {:>18} {:>18} {:>18} {:>18} {:>18}",
+            r.subscribers,
+            show(r.janus_ratio, 2),
+            show(r.janus_cpu_ratio, 2),
+            show(r.janus_latency_p50_ratio, 2),
+            show(r.janus_latency_p99_ratio, 2),
+            show(loss(&r.arbor), 2),
+            show(loss(&r.janus), 2),
         );
     }
     t

@@ -65,6 +65,11 @@ async fn arbor_janus_and_the_bare_forwarder_side_by_side() {
             row["limit_fraction"]["median"].as_f64().unwrap() > 0.0,
             "{row:#}"
         );
+        for metric in ["cpu", "latency_p50", "latency_p99"] {
+            let ratio = &row[format!("janus_{metric}_ratio")];
+            assert_eq!(ratio["runs"], 2, "{metric}: {row:#}");
+            assert!(ratio["median"].as_f64().unwrap() > 0.0, "{metric}: {row:#}");
+        }
     }
     for plot in ["forwarding-cpu.svg", "forwarding-loss.svg"] {
         let svg = std::fs::read_to_string(plots.join(plot)).unwrap();

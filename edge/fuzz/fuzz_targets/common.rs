@@ -69,10 +69,13 @@ pub fn worker_with_participant(now: Instant) -> (Worker, ParticipantId) {
     let mut answered = false;
     loop {
         match w.poll_output() {
-            Output::Signal(_, edge_core::signal::ServerMsg::Answer { .. }) => answered = true,
-            Output::Signal(_, edge_core::signal::ServerMsg::Error { message, .. }) => {
-                panic!("the fuzz harness's offer was refused: {message}")
-            }
+            Output::Signal(_, msg) => match &*msg {
+                edge_core::signal::ServerMsg::Answer { .. } => answered = true,
+                edge_core::signal::ServerMsg::Error { message, .. } => {
+                    panic!("the fuzz harness's offer was refused: {message}")
+                }
+                _ => {}
+            },
             Output::Timeout(_) => break,
             _ => {}
         }
