@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::fleet;
 use super::probe::WindowCpu;
-use super::spread::{Spread, show};
+use super::spread::{Spread, Table, pair, show};
 use crate::up::Running;
 
 /// Most viewers per edge in the hop scenario: enough for steady percentiles, few enough that
@@ -195,47 +195,42 @@ pub async fn hop(
 
 impl Broadcast {
     pub fn table(&self) -> String {
-        let mut t = format!("broadcast: 1 → {} viewers over three edges\n", self.viewers);
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<26} {v}\n"));
-        row("loss %", show(self.loss_pct, 3));
-        row("failed joins", show(self.failed_joins, 0));
-        row(
+        let title = format!("broadcast: 1 → {} viewers over three edges", self.viewers);
+        let mut t = Table::new(&title, 26);
+        t.row("loss %", show(self.loss_pct, 3));
+        t.row("failed joins", show(self.failed_joins, 0));
+        t.row(
             "latency p50 / p99 ms",
             pair(self.latency_p50_ms, self.latency_p99_ms, 1),
         );
-        row(
+        t.row(
             "first frame p50 / p99 ms",
             pair(self.first_frame_p50_ms, self.first_frame_p99_ms, 0),
         );
-        row(
+        t.row(
             "hop latency p50 / p99 µs",
             pair(self.hop_latency_p50_us, self.hop_latency_p99_us, 0),
         );
         for (i, run) in self.runs.iter().enumerate() {
             let cores: Vec<String> = run.edge_cores.iter().map(|c| format!("{c:.2}")).collect();
-            row(&format!("run {} edge cores", i + 1), cores.join(" / "));
+            t.row(&format!("run {} edge cores", i + 1), cores.join(" / "));
         }
-        t
+        t.finish()
     }
 }
 
 impl Hop {
     pub fn table(&self) -> String {
-        let mut t = format!(
-            "cascade hop: {} viewers on the publisher's edge and {} one hop away\n",
+        let title = format!(
+            "cascade hop: {} viewers on the publisher's edge and {} one hop away",
             self.viewers_per_edge, self.viewers_per_edge
         );
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<26} {v}\n"));
-        row(
+        let mut t = Table::new(&title, 26);
+        t.row(
             "hop latency p50 / p99 µs",
             pair(self.hop_latency_p50_us, self.hop_latency_p99_us, 0),
         );
-        row("hop CPU µs per packet", show(self.hop_cpu_us_per_packet, 1));
-        t
+        t.row("hop CPU µs per packet", show(self.hop_cpu_us_per_packet, 1));
+        t.finish()
     }
-}
-
-/// `a / b`, each with its range.
-pub fn pair(a: Option<Spread>, b: Option<Spread>, decimals: usize) -> String {
-    format!("{} / {}", show(a, decimals), show(b, decimals))
 }

@@ -14,9 +14,9 @@ use std::time::Duration;
 use arbor_bench::load::{Camera, Report};
 use serde::Serialize;
 
-use super::cascade::{BROADCAST_VIEWER_HEIGHT, pair};
+use super::cascade::BROADCAST_VIEWER_HEIGHT;
 use super::fleet;
-use super::spread::{Spread, show};
+use super::spread::{Spread, Table, pair, show};
 use crate::up::Running;
 
 /// Joins per second asked of the load generator in a storm; its in-flight bound
@@ -105,29 +105,29 @@ pub async fn storm(
 
 impl JoinStorm {
     pub fn table(&self) -> String {
-        let mut t = format!("join storm: {} joins on one edge\n", self.joins);
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<30} {v}\n"));
-        row("server CPU per join ms", show(self.join_cpu_ms, 3));
-        row(
+        let title = format!("join storm: {} joins on one edge", self.joins);
+        let mut t = Table::new(&title, 31);
+        t.row("server CPU per join ms", show(self.join_cpu_ms, 3));
+        t.row(
             "memory per idle participant KiB",
             show(self.memory_per_participant_kib, 1),
         );
         if !self.watching.is_empty() {
-            row(
+            t.row(
                 "connect p50 / p99 ms",
                 pair(self.connect_p50_ms, self.connect_p99_ms, 0),
             );
-            row(
+            t.row(
                 "first frame p50 / p99 ms",
                 pair(self.first_frame_p50_ms, self.first_frame_p99_ms, 0),
             );
         }
         for (i, r) in self.idle.iter().enumerate() {
-            row(
+            t.row(
                 &format!("run {} joined / failed", i + 1),
                 format!("{} / {}", r.joined, r.failed),
             );
         }
-        t
+        t.finish()
     }
 }

@@ -10,9 +10,8 @@ use arbor_bench::load::plan::MAX_VIDEO_SLOTS;
 use arbor_bench::load::{Camera, Report};
 use serde::Serialize;
 
-use super::cascade::pair;
 use super::fleet;
-use super::spread::{Spread, show};
+use super::spread::{Spread, Table, pair, show};
 use crate::up::Running;
 
 /// Audio slots per viewer: the loudest speakers, as the web client has.
@@ -86,21 +85,21 @@ pub async fn meeting(
 
 impl Meeting {
     pub fn table(&self) -> String {
-        let mut t = format!(
-            "meeting: {} participants, gallery of 1 × 720p + {} × 180p each\n",
+        let title = format!(
+            "meeting: {} participants, gallery of 1 × 720p + {} × 180p each",
             self.participants,
             self.video_slots.saturating_sub(1)
         );
-        let mut row = |k: &str, v: String| t.push_str(&format!("  {k:<26} {v}\n"));
-        row("loss %", show(self.loss_pct, 3));
-        row("failed joins", show(self.failed_joins, 0));
-        row(
+        let mut t = Table::new(&title, 26);
+        t.row("loss %", show(self.loss_pct, 3));
+        t.row("failed joins", show(self.failed_joins, 0));
+        t.row(
             "latency p50 / p99 ms",
             pair(self.latency_p50_ms, self.latency_p99_ms, 1),
         );
-        row("frames/s per slot", show(self.fps_per_slot, 1));
-        row("edge cores", show(self.edge_cores, 2));
-        row("egress packets/s", show(self.egress_pps, 0));
-        t
+        t.row("frames/s per slot", show(self.fps_per_slot, 1));
+        t.row("edge cores", show(self.edge_cores, 2));
+        t.row("egress packets/s", show(self.egress_pps, 0));
+        t.finish()
     }
 }

@@ -3,7 +3,6 @@
 //! a 1 → 200 broadcast over three cascaded edges (loss and the relay hop's latency), and 100
 //! idle joins on the cascade's first edge (CPU per join, memory per participant).
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use serde::Serialize;
 
 use super::cascade::{self, Broadcast};
 use super::joins::{self, JoinStorm};
-use super::spread::{Spread, show};
+use super::spread::{Spread, Table, show};
 use super::{Row, side_by_side, three_edges};
 use crate::cli::BenchArgs;
 use crate::up::Bins;
@@ -78,7 +77,7 @@ impl Quick {
         t.push_str(&self.broadcast.table());
         t.push_str(&self.joins.table());
         let f = |v: Option<f64>, d: usize| show(v.and_then(|v| Spread::of([v])), d);
-        let _ = writeln!(t, "headline");
+        let mut headline = Table::new("headline", 32);
         for (k, v) in [
             ("forward_pps_per_core", f(self.forward_pps_per_core, 0)),
             ("janus_ratio", f(self.janus_ratio, 2)),
@@ -92,8 +91,9 @@ impl Quick {
                 f(self.memory_per_idle_participant_kib, 1),
             ),
         ] {
-            let _ = writeln!(t, "  {k:<32} {v}");
+            headline.row(k, v);
         }
+        t.push_str(&headline.finish());
         t
     }
 }

@@ -1,6 +1,8 @@
 //! The median and range of repeated runs: `arbor bench --runs N` reports each figure as its
 //! median over the runs, with the smallest and largest beside it.
 
+use std::fmt::{Display, Write as _};
+
 use serde::Serialize;
 
 /// Median, min and max of a figure over runs.
@@ -53,6 +55,36 @@ pub fn show(s: Option<Spread>, decimals: usize) -> String {
     s.map_or_else(|| "-".to_owned(), |s| s.show(decimals))
 }
 
+/// `a / b`, each with its range.
+pub fn pair(a: Option<Spread>, b: Option<Spread>, decimals: usize) -> String {
+    format!("{} / {}", show(a, decimals), show(b, decimals))
+}
+
+/// A scenario's text report: its title, then a `label  value` row per figure, the labels
+/// padded to one column.
+#[derive(Debug)]
+pub struct Table {
+    text: String,
+    label_width: usize,
+}
+
+impl Table {
+    pub fn new(title: &str, label_width: usize) -> Table {
+        Table {
+            text: format!("{title}\n"),
+            label_width,
+        }
+    }
+
+    pub fn row(&mut self, label: &str, value: impl Display) {
+        let _ = writeln!(self.text, "  {label:<w$} {value}", w = self.label_width);
+    }
+
+    pub fn finish(self) -> String {
+        self.text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +98,14 @@ mod tests {
         assert_eq!(Spread::of([5.0]).unwrap().show(0), "5");
         assert_eq!(Spread::of([f64::NAN]), None);
         assert_eq!(show(None, 2), "-");
+        assert_eq!(pair(Spread::of([1.0]), None, 0), "1 / -");
+    }
+
+    #[test]
+    fn tables_align_their_labels() {
+        let mut t = Table::new("title", 6);
+        t.row("loss", "0.1");
+        t.row("cores", 2);
+        assert_eq!(t.finish(), "title\n  loss   0.1\n  cores  2\n");
     }
 }
