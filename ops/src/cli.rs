@@ -191,6 +191,10 @@ pub struct LoadArgs {
     /// Subscriber joins per second.
     #[arg(long, default_value_t = 50.0)]
     pub join_rate: f64,
+    /// Publishers' microphones stay silent (by default they talk, so that the edge forwards
+    /// their audio to the audio slots).
+    #[arg(long)]
+    pub silent_publishers: bool,
     /// How long to measure after the last join: `30s`, `5m`.
     #[arg(long, default_value = "30s", value_parser = parse_ttl)]
     pub duration: Duration,

@@ -50,6 +50,7 @@ pub fn spec(meeting: &str, publishers: usize, subscribers: usize) -> anyhow::Res
         max_height: 360,
         thumbnail_height: None,
         subscribe: true,
+        publishers_speak: true,
         join_rate_per_s: JOIN_RATE_PER_S,
         duration: Duration::from_secs(10),
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -193,6 +193,10 @@ pub async fn janus_step(
     camera.video = Some(VideoConfig::single_layer());
     camera.source_id = 1;
     camera.srtp_profile = Some(DEFAULT_PROFILE);
+    // Talking, as Arbor's publisher does (`fleet::spec`): Janus forwards audio either way.
+    if let Some(audio) = camera.audio.as_mut() {
+        audio.speaking = true;
+    }
     let publisher = room.publisher(camera).await?;
     let feed = publisher
         .feed()

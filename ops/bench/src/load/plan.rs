@@ -53,6 +53,10 @@ pub struct LoadSpec {
     /// Whether subscribers subscribe their video slots; without, they join, connect and sit
     /// idle (the memory and join-cost benchmarks).
     pub subscribe: bool,
+    /// Whether publishers talk (their audio level -20 dBov) or stay silent (-127 dBov). An SFU
+    /// that forwards only the loudest speakers' audio, as Arbor does, forwards none of a
+    /// silent publisher's; Janus forwards every publisher's audio either way.
+    pub publishers_speak: bool,
     /// Subscriber joins started per second.
     pub join_rate_per_s: f64,
     /// How long to measure once everyone joined.
@@ -176,6 +180,7 @@ mod tests {
             max_height: 360,
             thumbnail_height: None,
             subscribe: true,
+            publishers_speak: true,
             join_rate_per_s: 50.0,
             duration: Duration::from_secs(10),
             bind_ip: [127, 0, 0, 1].into(),

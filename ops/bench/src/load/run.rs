@@ -308,6 +308,9 @@ async fn join_publishers(ctx: &Arc<Ctx>, seats: Vec<Seat>) -> Result<Vec<ClientH
             config.seed = n as u64 + 1;
             config.name = Some(seat.identity.clone());
             config.srtp_profile = ctx.spec.srtp_profile;
+            if let Some(audio) = config.audio.as_mut() {
+                audio.speaking = ctx.spec.publishers_speak;
+            }
             let joined = ctx.connect(&seat, config).await;
             (i, seat, joined)
         });
@@ -381,7 +384,9 @@ async fn join_subscribers(
         .collect()
 }
 
-/// Joins one subscriber and subscribes each of its video slots to its publisher's camera.
+/// Joins one subscriber, subscribes each of its video slots to its publisher's camera and
+/// its audio slots to the microphones of the publishers its first video slots watch (the
+/// web client fills its audio slots with the active speakers the same way: by `subscribe`).
 async fn subscriber(ctx: &Ctx, ids: &[ParticipantId], seat: &Seat) -> Result<ClientHandle, String> {
     let SeatRole::Subscriber { watches } = &seat.role else {
         unreachable!("partitioned")
@@ -408,6 +413,17 @@ async fn subscriber(ctx: &Ctx, ids: &[ParticipantId], seat: &Seat) -> Result<Cli
             .await
             .map_err(|e| e.to_string())?;
     }
+    let audio_slots = handle.mids().audio_slots;
+    for (slot, &publisher) in audio_slots.iter().zip(watches.iter().cycle()) {
+        let track = microphone_of(&handle, ids[publisher], JOIN_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?
+            .id;
+        handle
+            .subscribe(track, *slot, None, None)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(handle)
 }
 
@@ -418,18 +434,36 @@ pub async fn camera_of(
     who: ParticipantId,
     timeout: Duration,
 ) -> Result<TrackInfo, DriverError> {
-    let is_cam = |t: &TrackInfo| {
-        t.participant_id == who && t.kind == Kind::Video && t.source == Source::Camera
-    };
-    if let Some(t) = handle.joined().tracks.iter().find(|t| is_cam(t)) {
+    track_of(handle, who, (Kind::Video, Source::Camera), timeout).await
+}
+
+/// `who`'s microphone, as [`camera_of`].
+pub async fn microphone_of(
+    handle: &ClientHandle,
+    who: ParticipantId,
+    timeout: Duration,
+) -> Result<TrackInfo, DriverError> {
+    track_of(handle, who, (Kind::Audio, Source::Microphone), timeout).await
+}
+
+async fn track_of(
+    handle: &ClientHandle,
+    who: ParticipantId,
+    (kind, source): (Kind, Source),
+    timeout: Duration,
+) -> Result<TrackInfo, DriverError> {
+    let is_it =
+        |t: &TrackInfo| t.participant_id == who && t.kind == kind && t.source == source;
+    if let Some(t) = handle.joined().tracks.iter().find(|t| is_it(t)) {
         return Ok(t.clone());
     }
     let announced =
-        |m: &ServerMsg| matches!(m, ServerMsg::TrackPublished { track } if is_cam(track));
-    match handle
-        .wait_for_named("the publisher's camera", announced, timeout)
-        .await?
-    {
+        |m: &ServerMsg| matches!(m, ServerMsg::TrackPublished { track } if is_it(track));
+    let what = match kind {
+        Kind::Audio => "the publisher's microphone",
+        _ => "the publisher's camera",
+    };
+    match handle.wait_for_named(what, announced, timeout).await? {
         ServerMsg::TrackPublished { track } => Ok(track),
         _ => unreachable!("matched a TrackPublished"),
     }
