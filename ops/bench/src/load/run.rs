@@ -452,8 +452,7 @@ async fn track_of(
     (kind, source): (Kind, Source),
     timeout: Duration,
 ) -> Result<TrackInfo, DriverError> {
-    let is_it =
-        |t: &TrackInfo| t.participant_id == who && t.kind == kind && t.source == source;
+    let is_it = |t: &TrackInfo| t.participant_id == who && t.kind == kind && t.source == source;
     if let Some(t) = handle.joined().tracks.iter().find(|t| is_it(t)) {
         return Ok(t.clone());
     }
