@@ -169,19 +169,10 @@ async fn get_json(url: &str, auth: Option<(&str, &str)>) -> Value {
 /// refreshes of the gauge, a fifth of the resume grace period).
 async fn participants_drop_to_zero(http_url: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    let http = reqwest::Client::new();
     loop {
-        let metrics = reqwest::get(format!("{http_url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let count = metrics
-            .lines()
-            .find(|l| l.starts_with("arbor_participants{"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok());
-        if count == Some(0.0) {
+        let count = arbor_ops::bench::fleet::participants_on(&http, http_url).await;
+        if count == Some(0) {
             return;
         }
         assert!(

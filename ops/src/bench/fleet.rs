@@ -89,18 +89,21 @@ pub async fn settle(running: &Running) {
     let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
     let http = reqwest::Client::new();
     for edge in &running.cluster.edges {
-        let url = format!("{}/metrics", edge.http_url);
         while tokio::time::Instant::now() < deadline {
-            let text = match http.get(&url).timeout(Duration::from_secs(2)).send().await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            if participants(&text) == Some(0) {
+            if participants_on(&http, &edge.http_url).await == Some(0) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// The edge at `http_url`'s `arbor_participants` gauge, from its `/metrics`; `None` if it did
+/// not answer within 2 s or has no such gauge.
+pub async fn participants_on(http: &reqwest::Client, http_url: &str) -> Option<u64> {
+    let url = format!("{http_url}/metrics");
+    let response = http.get(&url).timeout(Duration::from_secs(2)).send().await;
+    participants(&response.ok()?.text().await.ok()?)
 }
 
 /// The `arbor_participants` gauge in a Prometheus text exposition.
