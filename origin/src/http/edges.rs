@@ -13,7 +13,6 @@
 //!
 //! [`Store::request_drain`]: crate::store::Store::request_drain
 
-use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -110,10 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EdgePath {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        let axum::extract::Path(id) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e: PathRejection| Problem::bad_request(e.body_text()))?;
+        let id = super::path_id(parts, state).await?;
         EdgeId::new(&id)
             .map(EdgePath)
             .map_err(|e| Problem::bad_request(format!("{id:?} is not an edge id: {e}")))

@@ -229,6 +229,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// A route's `{id}` segment as text; a missing or undecodable one is a 400 problem. The
+/// typed extractors ([`MeetingPath`], `edges::EdgePath`) parse it further.
+pub(crate) async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<String, Problem> {
+    let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|e: PathRejection| Problem::bad_request(e.body_text()))?;
+    Ok(id)
+}
+
 /// The `{id}` of a meeting route; one that cannot be a meeting name is a 400 problem.
 #[derive(Debug)]
 pub struct MeetingPath(pub MeetingId);
@@ -237,10 +249,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MeetingPath {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        let axum::extract::Path(id) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e: PathRejection| Problem::bad_request(e.body_text()))?;
+        let id = path_id(parts, state).await?;
         MeetingId::new(&id)
             .map(MeetingPath)
             .map_err(|e| Problem::bad_request(format!("{id:?} is not a meeting name: {e}")))
